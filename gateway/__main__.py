@@ -1,0 +1,92 @@
+"""Command line: `comfy-gateway [serve]`, `keys create|list|revoke`, `check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from gateway.api.auth import create_key
+from gateway.app import create_app
+from gateway.errors import ConfigError
+from gateway.settings import Settings
+from gateway.store import Store
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="comfy-gateway", description="A durable REST API in front of ComfyUI.")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the gateway (the default)")
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True)
+    keys.add_parser("list", help="list keys (never the keys themselves)")
+    revoke = keys.add_parser("revoke", help="revoke keys by id or name")
+    revoke.add_argument("key", metavar="ID_OR_NAME")
+    check = sub.add_parser("check", help="validate presets.yaml and workflows (and against ComfyUI if it answers)")
+    check.add_argument("--offline", action="store_true", help="do not ask ComfyUI")
+    return parser
+
+
+def serve(settings: Settings) -> None:
+    app = create_app(settings)
+    logging.getLogger("gateway").info("listening on http://%s:%d (ComfyUI at %s)",
+                                      settings.host, settings.port, settings.comfyui_url)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+
+
+async def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    store = await Store.open(settings.database_path)
+    try:
+        if args.keys_command == "create":
+            row, key = await create_key(store, args.name)
+            print(f"Created key {row.id} ({row.name}). It is shown only this once:\n{key}")
+        elif args.keys_command == "list":
+            rows = await store.list_keys()
+            if not rows:
+                print("no keys")
+            for row in rows:
+                state = "revoked " + time.strftime("%Y-%m-%d %H:%M", time.localtime(row.revoked_at)) \
+                    if row.revoked_at else "active"
+                created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
+                print(f"{row.id}  {row.name:<20}  created {created}  {state}")
+        else:
+            count = await store.revoke_key(args.key, time.time())
+            if not count:
+                print(f"no active key with id or name {args.key!r}", file=sys.stderr)
+                return 1
+            print(f"revoked {count} key(s)")
+    finally:
+        await store.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"comfy-gateway: {exc.message}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "keys":
+            return asyncio.run(_keys(settings, args))
+        if args.command == "check":
+            from gateway.check import run_check
+
+            return asyncio.run(run_check(settings, offline=args.offline))
+        serve(settings)
+    except ConfigError as exc:
+        print(f"comfy-gateway: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Typed keys under which `gateway.app` puts the objects handlers use."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.api.auth import KeyRing
+from gateway.dispatcher import Dispatcher
+from gateway.models import Preset
+from gateway.outputs import OutputStore
+from gateway.store import Store
+
+STORE = web.AppKey("store", Store)
+PRESETS = web.AppKey("presets", dict[str, Preset])
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+OUTPUTS = web.AppKey("outputs", OutputStore)
+KEYRING = web.AppKey("keyring", KeyRing)

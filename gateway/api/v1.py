@@ -1,0 +1,77 @@
+"""The GAZE v1 routes: presets, generate, job status."""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from gateway.api.records import COVERS_PREFIX, job_record, preset_summary
+from gateway.api.state import DISPATCHER, PRESETS, STORE
+from gateway.api.validation import parse, read_json_object
+from gateway.compiler import plan_jobs
+from gateway.errors import JobNotFound, NotFound, PresetNotFound
+from gateway.jobs import Job
+from gateway.models import GenerateRequest, GenerateResponse, Preset, PresetList, QueuedJob
+
+RANDOM_SEED_LIMIT = 2**53
+"""Random seeds stay below 2^53 so that JavaScript clients read them back exactly."""
+
+
+def json_response(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(text=model.model_dump_json(), status=status, content_type="application/json")
+
+
+def _preset(request: web.Request) -> Preset:
+    slug = request.match_info["slug"]
+    preset = request.app[PRESETS].get(slug)
+    if preset is None:
+        raise PresetNotFound(f"no preset with slug '{slug}'", slug=slug)
+    return preset
+
+
+async def list_presets(request: web.Request) -> web.Response:
+    presets = request.app[PRESETS].values()
+    return json_response(PresetList(presets=[preset_summary(p) for p in presets]))
+
+
+async def generate(request: web.Request) -> web.Response:
+    preset = _preset(request)
+    body = parse(GenerateRequest, await read_json_object(request))
+    now = time.time()
+    jobs = [
+        Job(id=str(uuid.uuid4()), preset=preset.slug, label=f"Preset: {preset.name}", params=params,
+            created_at=now)
+        for params in plan_jobs(preset, body, secrets.randbelow(RANDOM_SEED_LIMIT))
+    ]
+    await request.app[STORE].add_jobs(jobs)
+    request.app[DISPATCHER].wake()
+    return json_response(GenerateResponse(jobs=[QueuedJob(job_id=j.id) for j in jobs]), status=202)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    job_id = request.match_info["job_id"]
+    job = await request.app[STORE].get(job_id)
+    if job is None:
+        raise JobNotFound(f"no job with id '{job_id}'", job_id=job_id)
+    return json_response(job_record(job))
+
+
+async def cover(request: web.Request) -> web.FileResponse:
+    preset = _preset(request)
+    if preset.cover_file is None:
+        raise NotFound(f"preset '{preset.slug}' has no cover")
+    return web.FileResponse(Path(preset.cover_file))
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/presets", list_presets),
+        web.post("/api/v1/generate/{slug}", generate),
+        web.get("/api/v1/job/{job_id}", get_job),
+        web.get(COVERS_PREFIX + "/{slug}", cover),
+    ]

@@ -1,0 +1,66 @@
+"""Request bodies in, pydantic models out; every refusal names the field at fault."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import pydantic
+from aiohttp import web
+
+from gateway.errors import InvalidParameter, InvalidRequest
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+_MESSAGES = {
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "string_type": "must be a string",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "multiple_of": "must be a multiple of {multiple_of}",
+    "string_too_short": "must not be empty",
+    "string_too_long": "must be at most {max_length} characters",
+    "extra_forbidden": "is not a known field",
+}
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is `{}`."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    content_type = request.content_type
+    if content_type not in ("application/json", "application/octet-stream") and not content_type.endswith("+json"):
+        raise InvalidRequest(f"the body must be JSON sent with Content-Type: application/json (got {content_type})")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return body
+
+
+def parse(model: type[M], data: dict[str, Any]) -> M:
+    """Validate `data`; the first problem becomes an InvalidParameter naming its field."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise _to_error(exc, list(model.model_fields)) from None
+
+
+def _to_error(exc: pydantic.ValidationError, fields: list[str]) -> InvalidParameter:
+    first = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "value_error":  # our model validators say "<field>: <reason>"
+        text = str(first["ctx"]["error"]) if "ctx" in first else first["msg"]
+        field, _, reason = text.partition(": ")
+        return InvalidParameter(field, f"{field}: {reason}" if reason else text)
+    template = _MESSAGES.get(first["type"])
+    reason = template.format(**first.get("ctx", {})) if template else first["msg"].lower()
+    if first["type"] == "extra_forbidden":
+        known = ", ".join(fields)
+        return InvalidParameter(loc, f"{loc}: {reason} (known fields: {known})")
+    return InvalidParameter(loc, f"{loc}: {reason}")
+

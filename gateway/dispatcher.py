@@ -1,0 +1,283 @@
+"""Feeds ComfyUI from the durable queue, applies its websocket events, finishes jobs.
+
+The only module that sees store, compiler and client together. Rules it keeps:
+- A job is marked `submitted` on disk *before* it is posted, under `prompt_id` = job id, so after
+  any crash its fate can be asked of ComfyUI and it is never posted twice by accident.
+- At most `max_in_flight` prompts sit in ComfyUI; the rest wait in the store.
+- Websocket events drive state. After every (re)connection, jobs ComfyUI may have finished
+  meanwhile are settled from `/history`; jobs it no longer knows (restarted) are queued again.
+- A job that runs past its deadline is interrupted in ComfyUI and failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from gateway.comfy import protocol
+from gateway.comfy.client import ComfyClient, Connected, Disconnected
+from gateway.compiler import compile_prompt
+from gateway.errors import ComfyRejected, ComfyUnavailable
+from gateway.jobs import Complete, Fail, Job, Requeue, Start, StoredImage, Submit, transition
+from gateway.models import Preset
+from gateway.outputs import OutputStore
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Tracked:
+    """What the dispatcher knows of a job that ComfyUI has, beyond the store."""
+
+    job_id: str
+    preset: str
+    submitted_at: float
+    started_at: float | None = None
+    posted: bool = False
+    """The POST returned: ComfyUI has the prompt in its queue or history."""
+    seen_start: bool = False
+    """`execution_start` came on the current connection, so `executed` events are complete."""
+    images: list[protocol.OutputImage] = field(default_factory=list)
+    settling: bool = False
+
+
+class Dispatcher:
+    def __init__(
+        self, *, store: Store, client: ComfyClient, outputs: OutputStore,
+        presets: Callable[[], Mapping[str, Preset]], max_in_flight: int = 2, job_timeout: float = 600.0,
+        retry_delay: float = 1.0, clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._outputs = outputs
+        self._presets = presets
+        self._max_in_flight = max_in_flight
+        self._job_timeout = job_timeout
+        self._retry_delay = retry_delay
+        self._clock = clock
+        self._tracked: dict[str, _Tracked] = {}
+        self._wake = asyncio.Event()
+        self._connected = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the websocket to ComfyUI is up."""
+        return self._connected
+
+    def wake(self) -> None:
+        """New jobs are queued (or a slot freed): look at the queue again."""
+        self._wake.set()
+
+    async def run(self, *, until_idle: bool = False) -> None:
+        """Dispatch forever, or (`until_idle`) until no job is queued or in ComfyUI."""
+        for job in await self._store.in_comfy():
+            self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
+                                             started_at=job.started_at, posted=True)
+        events = asyncio.create_task(self._consume_events(), name="comfy-events")
+        watchdog = asyncio.create_task(self._watch_deadlines(), name="deadlines")
+        try:
+            await self._feed(until_idle)
+        finally:
+            for task in (events, watchdog, *self._tasks):
+                task.cancel()
+            await asyncio.gather(events, watchdog, *self._tasks, return_exceptions=True)
+
+    # --- feeding ---------------------------------------------------------------------------
+
+    async def _feed(self, until_idle: bool) -> None:
+        while True:
+            self._wake.clear()
+            if self._connected and len(self._tracked) < self._max_in_flight:
+                job = await self._store.next_queued()
+                if job is not None:
+                    await self._submit(job)
+                    continue
+                if until_idle and not self._tracked:
+                    return
+            elif until_idle and not self._tracked and not await self._store.count_queued():
+                return
+            await self._wake.wait()
+
+    async def _submit(self, job: Job) -> None:
+        preset = self._presets().get(job.preset)
+        if preset is None:
+            await self._save(transition(job, Fail(self._clock(), f"preset '{job.preset}' no longer exists")))
+            return
+        job = transition(job, Submit(self._clock()))
+        await self._save(job)  # durable before the POST: see the module docstring
+        tracked = self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock())
+        try:
+            await self._client.submit(compile_prompt(preset, job.params, job.id), prompt_id=job.id)
+        except ComfyRejected as exc:
+            await self._fail(job.id, exc.message)
+        except ComfyUnavailable as exc:
+            log.warning("submitting job %s failed: %s", job.id, exc.message)
+            if exc.details.get("sent"):
+                tracked.posted = True  # maybe it arrived: settle it from ComfyUI's queue and history
+                self._spawn(self._reconcile([job.id]))
+            else:
+                await self._requeue(job.id)
+            await asyncio.sleep(self._retry_delay)
+        else:
+            tracked.posted = True
+            log.debug("job %s submitted", job.id)
+
+    # --- events ----------------------------------------------------------------------------
+
+    async def _consume_events(self) -> None:
+        async for event in self._client.events():
+            try:
+                await self._apply(event)
+            except Exception:  # one bad event must not stop tracking
+                log.exception("handling ComfyUI event %r failed", event)
+
+    async def _apply(self, event: protocol.WsEvent | Connected | Disconnected) -> None:
+        match event:
+            case Connected():
+                log.info("connected to ComfyUI at %s", self._client.base_url)
+                self._connected = True
+                for tracked in self._tracked.values():
+                    tracked.seen_start = False
+                    tracked.images.clear()
+                self._spawn(self._reconcile(list(self._tracked)))
+                self.wake()
+            case Disconnected(reason=reason):
+                if self._connected:
+                    log.warning("lost ComfyUI at %s: %s", self._client.base_url, reason)
+                self._connected = False
+            case protocol.ExecutionStart(prompt_id=pid) if pid in self._tracked:
+                tracked = self._tracked[pid]
+                tracked.seen_start = True
+                tracked.images.clear()
+                tracked.started_at = self._clock()
+                await self._update(pid, Start(tracked.started_at))
+            case protocol.Executed(prompt_id=pid, images=images) if pid in self._tracked:
+                self._tracked[pid].images.extend(images)
+            case protocol.ExecutionError(prompt_id=pid, message=message) if pid in self._tracked:
+                await self._fail(pid, message)
+            case protocol.ExecutionInterrupted(prompt_id=pid) if pid in self._tracked:
+                await self._fail(pid, "interrupted in ComfyUI")
+            case protocol.Finished(prompt_id=pid) if pid in self._tracked:
+                tracked = self._tracked[pid]
+                if not tracked.settling:
+                    tracked.settling = True
+                    seen = list(tracked.images) if tracked.seen_start else None
+                    self._spawn(self._complete(pid, seen))
+
+    # --- settling --------------------------------------------------------------------------
+
+    async def _reconcile(self, job_ids: list[str]) -> None:
+        """Settle jobs whose events may have been missed, by asking ComfyUI about their ids."""
+        candidates = [jid for jid in job_ids if jid in self._tracked and self._tracked[jid].posted]
+        if not candidates:
+            return
+        try:
+            running, pending = await self._client.queue()
+            for job_id in candidates:
+                tracked = self._tracked.get(job_id)
+                if tracked is None or tracked.settling or job_id in pending:
+                    continue
+                if job_id in running:
+                    if tracked.started_at is None:
+                        tracked.started_at = self._clock()
+                        await self._update(job_id, Start(tracked.started_at))
+                    continue
+                entry = await self._client.history(job_id)
+                if job_id not in self._tracked or tracked.settling:
+                    continue
+                if entry is None:
+                    log.warning("job %s is unknown to ComfyUI (restarted?): queued again", job_id)
+                    await self._requeue(job_id)
+                elif entry.succeeded:
+                    tracked.settling = True
+                    self._spawn(self._complete(job_id, list(entry.images)))
+                else:
+                    await self._fail(job_id, entry.error or "failed in ComfyUI")
+        except ComfyUnavailable as exc:
+            log.info("could not settle jobs now (%s); will retry on reconnect", exc.message)
+
+    async def _complete(self, job_id: str, images: list[protocol.OutputImage] | None) -> None:
+        """Download a finished job's images, store them, and mark it done (or failed)."""
+        tracked = self._tracked.get(job_id)
+        if tracked is None:
+            return
+        try:
+            if not images:
+                entry = await self._client.history(job_id)
+                if entry is None:
+                    await self._fail(job_id, "ComfyUI finished the prompt but has no record of it")
+                    return
+                if not entry.succeeded:
+                    await self._fail(job_id, entry.error or "failed in ComfyUI")
+                    return
+                images = list(entry.images)
+            chosen = [i for i in images if i.type == "output"] or images
+            if not chosen:
+                await self._fail(job_id, "the workflow finished without producing an image")
+                return
+            stored = []
+            for image in chosen:
+                data = await self._client.view(image)
+                relative = await self._outputs.save(tracked.preset, data, image.filename)
+                stored.append(StoredImage(relative_path=relative, node_id=image.node_id))
+        except ComfyUnavailable as exc:
+            await self._fail(job_id, f"could not download the result from ComfyUI: {exc.message}")
+            return
+        except OSError as exc:
+            await self._fail(job_id, f"could not write the result file: {exc.strerror or exc}")
+            return
+        await self._update(job_id, Complete(self._clock(), tuple(stored)), finished=True)
+        log.debug("job %s done", job_id)
+
+    async def _watch_deadlines(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self._job_timeout / 4))
+            now = self._clock()
+            for tracked in list(self._tracked.values()):
+                if tracked.settling:
+                    continue
+                if tracked.started_at is not None:
+                    deadline = tracked.started_at + self._job_timeout
+                else:  # waiting behind the other in-flight prompts
+                    deadline = tracked.submitted_at + self._job_timeout * (self._max_in_flight + 1)
+                if now > deadline:
+                    await self._fail(tracked.job_id, f"timed out: still not finished after "
+                                                     f"{self._job_timeout:g} s, interrupted")
+                    try:
+                        await self._client.interrupt(tracked.job_id)
+                        await self._client.delete_queued([tracked.job_id])
+                    except ComfyUnavailable:
+                        pass
+
+    # --- store helpers ---------------------------------------------------------------------
+
+    async def _fail(self, job_id: str, error: str) -> None:
+        log.info("job %s failed: %s", job_id, error)
+        await self._update(job_id, Fail(self._clock(), error), finished=True)
+
+    async def _requeue(self, job_id: str) -> None:
+        await self._update(job_id, Requeue(self._clock()), finished=True)
+
+    async def _update(self, job_id: str, event: Start | Complete | Fail | Requeue, *,
+                      finished: bool = False) -> None:
+        """Apply an event to the stored job; `finished` releases its in-flight slot."""
+        try:
+            job = await self._store.get(job_id)
+            if job is not None:
+                await self._save(transition(job, event))
+        finally:
+            if finished and self._tracked.pop(job_id, None) is not None:
+                self.wake()
+
+    async def _save(self, job: Job) -> None:
+        await self._store.save(job)
+
+    def _spawn(self, coro: asyncio.Future[None] | object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

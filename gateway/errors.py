@@ -1,0 +1,119 @@
+"""Every error the gateway raises on purpose, with the HTTP status and code it shows.
+
+    GatewayError                      500 internal_error
+    ├── InvalidRequest                400 invalid_request     (a body or query that cannot be used)
+    │   ├── InvalidParameter          400 invalid_parameter   (one field is wrong; names it)
+    │   └── UnsupportedParameter      400 unsupported_parameter (the preset has no such parameter)
+    ├── AuthError
+    │   ├── MissingApiKey             401 missing_api_key
+    │   └── InvalidApiKey             403 invalid_api_key
+    ├── NotFound                      404 not_found
+    │   ├── PresetNotFound            404 preset_not_found
+    │   └── JobNotFound               404 job_not_found
+    ├── MethodNotAllowed              405 method_not_allowed
+    ├── PayloadTooLarge               413 payload_too_large
+    ├── ConfigError                   500 config_error        (presets.yaml, workflows, settings)
+    └── ComfyError                    502 comfyui_error       (talking to ComfyUI)
+        ├── ComfyUnavailable          503 comfyui_unavailable (connection refused, timeout, 5xx)
+        └── ComfyRejected             502 comfyui_rejected    (ComfyUI answered 400 to a prompt)
+
+Handlers raise these; one middleware renders them as `{"error": {"code", "message", ...}}`.
+Foreign exceptions are converted where they enter (`raise Ours(...) from exc`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class GatewayError(Exception):
+    """Base of the tree. `status` and `code` are what the API shows for it."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body the API answers with."""
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    code = "invalid_request"
+
+
+class InvalidParameter(InvalidRequest):
+    code = "invalid_parameter"
+
+    def __init__(self, field: str, message: str, **details: Any) -> None:
+        super().__init__(message, field=field, **details)
+        self.field = field
+
+
+class UnsupportedParameter(InvalidParameter):
+    code = "unsupported_parameter"
+
+
+class AuthError(GatewayError):
+    status = 401
+    code = "unauthorized"
+
+
+class MissingApiKey(AuthError):
+    status = 401
+    code = "missing_api_key"
+
+
+class InvalidApiKey(AuthError):
+    status = 403
+    code = "invalid_api_key"
+
+
+class NotFound(GatewayError):
+    status = 404
+    code = "not_found"
+
+
+class PresetNotFound(NotFound):
+    code = "preset_not_found"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ConfigError(GatewayError):
+    code = "config_error"
+
+
+class ComfyError(GatewayError):
+    status = 502
+    code = "comfyui_error"
+
+
+class ComfyUnavailable(ComfyError):
+    """ComfyUI could not be reached or answered with a server error; worth trying again later."""
+
+    status = 503
+    code = "comfyui_unavailable"
+
+
+class ComfyRejected(ComfyError):
+    """ComfyUI refused a prompt (HTTP 400). `message` is written for a person."""
+
+    code = "comfyui_rejected"

@@ -1,0 +1,151 @@
+"""Pydantic models of what crosses the API: requests in, records out.
+
+The field names of the GAZE v1 contract are kept exactly; extra fields are additions.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_SEED = 2**64 - 1
+"""The largest seed ComfyUI's samplers accept."""
+MAX_SIDE = 8192
+MAX_PIXELS = 4096 * 4096
+MAX_COUNT = 20
+MAX_PROMPT_CHARS = 10_000
+
+GazeStatus = Literal["pending", "processing", "done", "failed"]
+
+
+class GenerateRequest(BaseModel):
+    """Body of `POST /api/v1/generate/<slug>`. Every field is optional; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    count: int = Field(1, ge=1, le=MAX_COUNT, description="Number of images (one job each), 1-20.")
+    checkpoint: str | None = Field(
+        None, min_length=1, max_length=500, description="Checkpoint file name as ComfyUI lists it."
+    )
+    extra_positive: str = Field("", max_length=MAX_PROMPT_CHARS, description="Appended to the positive prompt.")
+    extra_negative: str = Field("", max_length=MAX_PROMPT_CHARS, description="Appended to the negative prompt.")
+    seed: int | None = Field(
+        None, ge=0, le=MAX_SEED, description="Seed of the first job; job i uses seed + i. Random if absent."
+    )
+    width: int | None = Field(None, ge=8, le=MAX_SIDE, multiple_of=8, description="Width in pixels.")
+    height: int | None = Field(None, ge=8, le=MAX_SIDE, multiple_of=8, description="Height in pixels.")
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> GenerateRequest:
+        if (self.width is None) != (self.height is None):
+            missing = "height" if self.height is None else "width"
+            raise ValueError(f"{missing}: width and height must be given together")
+        if self.width is not None and self.height is not None and self.width * self.height > MAX_PIXELS:
+            raise ValueError(f"width: width x height must be at most {MAX_PIXELS} pixels")
+        if self.seed is not None and self.seed + self.count - 1 > MAX_SEED:
+            raise ValueError(f"seed: seed + count - 1 must be at most {MAX_SEED}")
+        return self
+
+
+class QueuedJob(BaseModel):
+    job_id: str
+    status: Literal["queued"] = "queued"
+
+
+class GenerateResponse(BaseModel):
+    """The 202 answer: one job per image."""
+
+    jobs: list[QueuedJob]
+
+
+class ImageOut(BaseModel):
+    image_url: str
+    relative_path: str
+    node_id: str | None = None
+
+
+class JobResult(BaseModel):
+    image_url: str
+    relative_path: str
+    seed: int | None
+
+
+class JobRecord(BaseModel):
+    """`GET /api/v1/job/<id>`: the GAZE fields first, then additions."""
+
+    id: str
+    label: str
+    status: GazeStatus
+    error: str | None
+    result: JobResult | None
+    preset: str
+    params: dict[str, str | int | float]
+    images: list[ImageOut]
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class PresetSummary(BaseModel):
+    preset_id: str
+    slug: str
+    name: str
+    has_cover: bool
+    cover_url: str | None = None
+    description: str | None = None
+    parameters: list[str] = Field(default_factory=list)
+
+
+class PresetList(BaseModel):
+    presets: list[PresetSummary]
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The one shape of every error the API answers with."""
+
+    error: ErrorDetail
+
+
+ParamValue = str | int | float
+"""A resolved parameter value, as bound into a node input."""
+
+
+class InputRef(BaseModel):
+    """One node input of a workflow: where a parameter's value goes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    node_id: str
+    input: str
+
+    def __str__(self) -> str:
+        return f"{self.node_id}.{self.input}"
+
+
+class Preset(BaseModel):
+    """A loaded, validated preset: a workflow template plus where each parameter goes.
+
+    `defaults` holds a value for every bound parameter (presets.yaml's, else the graph's own), so
+    a job's parameters are complete before the graph is compiled.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    slug: str
+    name: str
+    description: str | None = None
+    workflow_file: str
+    graph: dict[str, dict[str, object]]
+    cover_file: str | None = None
+    bindings: dict[str, tuple[InputRef, ...]]
+    defaults: dict[str, ParamValue]
+    save_nodes: tuple[str, ...]
+    """Nodes with a `filename_prefix` input: each job gets its own prefix there."""

@@ -1,0 +1,161 @@
+"""Load `presets.yaml` and its workflows; refuse a preset whose bindings don't resolve.
+
+`build_preset()` is pure (a spec and a graph in, a Preset out); `load_presets()` reads the
+files once at startup. Every refusal names the preset, the parameter and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway import bindings
+from gateway.errors import ConfigError
+from gateway.models import InputRef, ParamValue, Preset
+
+SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_SPEC_KEYS = {"name", "workflow", "cover", "description", "defaults", "params"}
+
+
+def parse_graph(data: object, source: str) -> dict[str, dict[str, object]]:
+    """Check that `data` is an API-format prompt (the editor's "Export (API)") and return it."""
+    if isinstance(data, Mapping) and isinstance(data.get("prompt"), Mapping):
+        data = data["prompt"]  # a saved /prompt request body
+    if isinstance(data, Mapping) and "nodes" in data and "links" in data:
+        raise ConfigError(
+            f"{source} is a workflow in the editor's format; export it with 'Export (API)' instead"
+        )
+    if not isinstance(data, Mapping) or not data:
+        raise ConfigError(f"{source} is not an API-format workflow (expected an object of nodes)")
+    graph: dict[str, dict[str, object]] = {}
+    for node_id, node in data.items():
+        if not isinstance(node, Mapping) or not isinstance(node.get("class_type"), str):
+            raise ConfigError(f"{source}: node {node_id!r} has no class_type")
+        if not isinstance(node.get("inputs", {}), Mapping):
+            raise ConfigError(f"{source}: node {node_id!r} has inputs that are not an object")
+        graph[str(node_id)] = dict(node)
+    for node_id, node in graph.items():
+        for name, value in dict(node.get("inputs", {})).items():  # type: ignore[call-overload]
+            if bindings.is_link(value) and value[0] not in graph:
+                raise ConfigError(f"{source}: node {node_id} input {name!r} links to missing node {value[0]!r}")
+    return graph
+
+
+def build_preset(
+    slug: str, spec: Mapping[str, Any], graph: dict[str, dict[str, object]], *, workflow_file: str,
+    cover_file: str | None = None,
+) -> Preset:
+    """Validate one preset's spec against its graph and resolve every parameter binding."""
+    where = f"preset {slug!r}"
+    if not SLUG_RE.match(slug):
+        raise ConfigError(f"{where}: slug must be 1-64 letters, digits, '_' or '-', starting with a letter or digit")
+    unknown = set(spec) - _SPEC_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(_SPEC_KEYS)})")
+    name = spec.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"{where}: 'name' is required")
+
+    found = bindings.discover(graph)
+    explicit = spec.get("params") or {}
+    if not isinstance(explicit, Mapping):
+        raise ConfigError(f"{where}: 'params' must map parameter names to '<node>.<input>' bindings")
+    for param, targets in explicit.items():
+        specs = targets if isinstance(targets, list) else [targets]
+        try:
+            found[str(param)] = tuple(bindings.resolve(graph, str(t)) for t in specs)
+        except bindings.BindingError as exc:
+            raise ConfigError(f"{where}: parameter {param!r} in {workflow_file}: {exc}") from exc
+
+    saves = bindings.save_nodes(graph)
+    if not bindings.output_nodes(graph):
+        raise ConfigError(f"{where}: {workflow_file} has no SaveImage or PreviewImage node, so it makes no image")
+    # A save node's prefix is set per job; a parameter bound there would be overwritten.
+    for param, refs in found.items():
+        for ref in refs:
+            if ref.node_id in saves and ref.input == "filename_prefix":
+                raise ConfigError(f"{where}: parameter {param!r} is bound to {ref}, which the gateway sets per job")
+
+    defaults = _defaults(where, spec.get("defaults") or {}, found, graph, workflow_file)
+    return Preset(
+        slug=slug,
+        name=name.strip(),
+        description=spec.get("description"),
+        workflow_file=workflow_file,
+        graph=graph,
+        cover_file=cover_file,
+        bindings=found,
+        defaults=defaults,
+        save_nodes=saves,
+    )
+
+
+def _defaults(
+    where: str, given: object, found: Mapping[str, tuple[InputRef, ...]], graph: bindings.Graph,
+    workflow_file: str,
+) -> dict[str, ParamValue]:
+    if not isinstance(given, Mapping):
+        raise ConfigError(f"{where}: 'defaults' must be a mapping of parameter names to values")
+    defaults: dict[str, ParamValue] = {}
+    for param, refs in found.items():
+        value = bindings.value_at(graph, refs[0])
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            defaults[param] = value
+    for param, value in given.items():
+        if param not in found:
+            offered = ", ".join(sorted(found)) or "none"
+            raise ConfigError(
+                f"{where}: default for {param!r} does not resolve: {workflow_file} has no place for it "
+                f"(parameters found: {offered}); bind it under 'params'"
+            )
+        problem = bindings.check_kind(str(param), value)
+        if problem or isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{where}: default {param!r} {problem or 'must be a string or a number'}")
+        defaults[str(param)] = value
+    return defaults
+
+
+def load_presets(path: Path) -> dict[str, Preset]:
+    """Read presets.yaml and every workflow it names. Raises ConfigError with a clear reason."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"presets file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path} must map preset slugs to preset definitions")
+    base = path.parent
+    presets: dict[str, Preset] = {}
+    for slug, spec in raw.items():
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"preset {slug!r} in {path} must be a mapping with at least 'name' and 'workflow'")
+        workflow = spec.get("workflow")
+        if not isinstance(workflow, str):
+            raise ConfigError(f"preset {slug!r} in {path}: 'workflow' (an API-format JSON file) is required")
+        graph = _read_graph(base / workflow, slug)
+        cover = spec.get("cover")
+        if cover is not None and not (base / str(cover)).is_file():
+            raise ConfigError(f"preset {slug!r}: cover file {base / str(cover)} does not exist")
+        presets[str(slug)] = build_preset(
+            str(slug), spec, graph, workflow_file=workflow,
+            cover_file=str(base / str(cover)) if cover is not None else None,
+        )
+    return presets
+
+
+def _read_graph(file: Path, slug: object) -> dict[str, dict[str, object]]:
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"preset {slug!r}: workflow file {file} does not exist") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"preset {slug!r}: {file} is not valid JSON: {exc}") from exc
+    return parse_graph(data, f"preset {slug!r}: {file}")

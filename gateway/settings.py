@@ -1,0 +1,136 @@
+"""All configuration, read from the environment in one place.
+
+`SETTINGS` is the single source of truth: each entry names its variable, type, default and
+meaning; the README's configuration table must list every one (a test checks it).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    attr: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return value
+
+
+def _url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
+def _optional(raw: str) -> str | None:
+    return raw or None
+
+
+def _log_level(raw: str) -> str:
+    value = raw.upper()
+    if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("GATEWAY_COMFYUI_URL", "comfyui_url", _url, "http://127.0.0.1:8188",
+            "Base URL of the ComfyUI server the gateway feeds."),
+    Setting("GATEWAY_DATA_DIR", "data_dir", Path, Path("data"),
+            "Folder for the SQLite database (`gateway.db`) and result images (`uploads/`)."),
+    Setting("GATEWAY_PRESETS", "presets_path", Path, Path("presets.yaml"),
+            "The presets file; workflow paths in it are relative to its folder."),
+    Setting("GATEWAY_HOST", "host", str, "0.0.0.0",
+            "Address the HTTP server binds."),
+    Setting("GATEWAY_PORT", "port", _port, 5782,
+            "Port the HTTP server listens on."),
+    Setting("GATEWAY_API_KEY", "api_key", _optional, None,
+            "An API key accepted in addition to the keys stored in the database."),
+    Setting("GATEWAY_MAX_IN_FLIGHT", "max_in_flight", _positive_int, 2,
+            "Prompts the gateway keeps submitted to ComfyUI at once; the rest wait in the gateway's queue."),
+    Setting("GATEWAY_JOB_TIMEOUT", "job_timeout", _positive_float, 600.0,
+            "Seconds a submitted job may take in ComfyUI before it is interrupted and failed."),
+    Setting("GATEWAY_LOG_LEVEL", "log_level", _log_level, "INFO",
+            "Logging level: DEBUG, INFO, WARNING or ERROR."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed configuration. Build it with `Settings.from_env()` or directly in tests."""
+
+    comfyui_url: str = "http://127.0.0.1:8188"
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    presets_path: Path = field(default_factory=lambda: Path("presets.yaml"))
+    host: str = "0.0.0.0"
+    port: int = 5782
+    api_key: str | None = None
+    max_in_flight: int = 2
+    job_timeout: float = 600.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every `SETTINGS` entry; a bad value raises ConfigError naming the variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = env.get(setting.env)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[setting.attr] = setting.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{setting.env}={raw!r} is not valid: {exc}") from exc
+        return cls(**values)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "gateway.db"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+
+def _check_consistency() -> None:
+    attrs = {f.name for f in fields(Settings)}
+    declared = {s.attr for s in SETTINGS}
+    if attrs != declared:  # pragma: no cover - a programming error caught at import
+        raise RuntimeError(f"SETTINGS and Settings disagree: {sorted(attrs ^ declared)}")
+    for s in SETTINGS:
+        if getattr(Settings(), s.attr) != s.default:  # pragma: no cover
+            raise RuntimeError(f"default of {s.attr} differs between SETTINGS and Settings")
+
+
+_check_consistency()
