@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway.api import health, v1
+from gateway.api import health, static, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.middleware import auth_middleware, errors_middleware
 from gateway.api.state import DISPATCHER, KEYRING, OUTPUTS, PRESETS, STORE
 from gateway.comfy.client import ComfyClient
 from gateway.dispatcher import Dispatcher
 from gateway.models import Preset
-from gateway.outputs import STATIC_PREFIX, OutputStore
+from gateway.outputs import OutputStore
 from gateway.presets import load_presets
 from gateway.settings import Settings
 from gateway.store import Store
@@ -36,7 +36,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     app[OUTPUTS] = OutputStore(settings.uploads_dir)
     app.add_routes(v1.routes())
     app.add_routes(health.routes())
-    app.router.add_static(STATIC_PREFIX, settings.uploads_dir)
+    app.add_routes(static.routes())
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         store = await Store.open(settings.database_path)

@@ -115,8 +115,12 @@ class Store:
     async def add_jobs(self, jobs: Iterable[Job]) -> None:
         """Insert new jobs in one transaction: all of them are stored, or none."""
         placeholders = ", ".join("?" * 12)
-        await self._db.executemany(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({placeholders})",
-                                   [_job_values(j) for j in jobs])
+        try:
+            await self._db.executemany(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({placeholders})",
+                                       [_job_values(j) for j in jobs])
+        except BaseException:
+            await self._db.rollback()
+            raise
         await self._db.commit()
 
     async def save(self, job: Job) -> None:

@@ -28,7 +28,7 @@ def error_response(status: int, code: str, message: str, **extra: object) -> web
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as `{"error": {"code", "message", ...}}` with its class's status."""
     try:
-        return await handler(request)
+        response = await handler(request)
     except GatewayError as exc:
         return web.json_response(exc.to_body(), status=exc.status)
     except web.HTTPException as exc:
@@ -49,6 +49,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; the gateway's log has the details")
+    return response
 
 
 @web.middleware

@@ -134,10 +134,14 @@ def parse_images(node_id: str, output: object) -> tuple[OutputImage, ...]:
 
 
 def error_message(data: Mapping[str, Any]) -> str:
-    """A one-line, actionable message from an `execution_error` payload."""
+    """A one-line, actionable message from an `execution_error` payload (no traceback, no paths)."""
     node = data.get("node_id")
     node_type = data.get("node_type")
-    text = str(data.get("exception_message") or data.get("exception_type") or "unknown error").strip()
+    raw = str(data.get("exception_message") or "")
+    lines = [line.strip().lstrip("*").strip() for line in raw.splitlines()]
+    text = next((line for line in lines if line), "") or str(data.get("exception_type") or "unknown error")
+    if text.upper().startswith("ERROR:"):
+        text = text[len("ERROR:"):].strip()
     where = f"node {node} ({node_type})" if node else "ComfyUI"
     return f"{where} failed: {text}"
 
@@ -268,7 +272,12 @@ def rejection_message(body: object) -> str:
                 assert isinstance(extra, Mapping)
                 input_name = extra.get("input_name")
                 where = f"node {node_id} ({class_type})" + (f" input '{input_name}'" if input_name else "")
-                text = str(err.get("details") or err.get("message") or "invalid")
+                text = str(err.get("message") or "invalid")
+                details = str(err.get("details") or "")
+                if input_name and details.startswith(f"{input_name}: "):
+                    details = details[len(input_name) + 2:]
+                if details and details != input_name:
+                    text = f"{text}: {details}"
                 parts.append(f"{where}: {text}")
     if parts:
         return "ComfyUI rejected the prompt: " + "; ".join(parts)
@@ -276,7 +285,7 @@ def rejection_message(body: object) -> str:
     if isinstance(error, Mapping):
         message = str(error.get("message") or "invalid prompt")
         details = error.get("details")
-        return f"ComfyUI rejected the prompt: {message}" + (f" ({details})" if details else "")
+        return f"ComfyUI rejected the prompt: {message}" + (f" ({details})" if details and details != message else "")
     return "ComfyUI rejected the prompt"
 
 

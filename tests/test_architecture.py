@@ -1,0 +1,76 @@
+"""The layering of ../ARCHITECTURE.md, checked on the imports themselves."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+PACKAGE = ROOT / "gateway"
+
+LAYERS = {
+    "gateway.errors": 1, "gateway.models": 1,
+    "gateway.settings": 2, "gateway.bindings": 2, "gateway.presets": 2, "gateway.compiler": 2,
+    "gateway.jobs": 2, "gateway.comfy.protocol": 2, "gateway.keys": 2,
+    "gateway.comfy.client": 3, "gateway.store": 3, "gateway.outputs": 3,
+    "gateway.dispatcher": 4, "gateway.check": 4,
+    "gateway.app": 6, "gateway.__main__": 7,
+}
+PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compiler", "gateway.jobs",
+        "gateway.comfy.protocol", "gateway.keys"}
+IO_LIBRARIES = {"aiohttp", "aiosqlite", "httpx", "websockets", "sqlite3", "asyncio", "os"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(name: str) -> int:
+    return 5 if name.startswith("gateway.api") else LAYERS[name]
+
+
+def imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in LAYERS}
+    return found
+
+
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py")
+
+
+def test_every_module_has_a_layer() -> None:
+    for path in MODULES:
+        layer(module_name(path))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
+def test_imports_only_go_down(path: Path) -> None:
+    me = module_name(path)
+    for imported in imports(path):
+        if not imported.startswith("gateway.") or imported in ("gateway.api", "gateway.comfy"):
+            continue
+        if me.startswith("gateway.api") and imported.startswith("gateway.api"):
+            continue
+        assert layer(imported) < layer(me) or (layer(imported) == layer(me) == 2 and imported in PURE), (
+            f"{me} (layer {layer(me)}) imports {imported} (layer {layer(imported)})")
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if module_name(p) in PURE], ids=lambda p: module_name(p))
+def test_pure_modules_do_no_io(path: Path) -> None:
+    roots = {name.split(".")[0] for name in imports(path)}
+    assert not roots & IO_LIBRARIES
+
+
+def test_only_the_api_speaks_http_errors() -> None:
+    for path in MODULES:
+        if not module_name(path).startswith("gateway.api"):
+            assert "web.HTTP" not in path.read_text(), module_name(path)
