@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.comfy import protocol
 from gateway.comfy.client import ComfyClient, Connected, Disconnected
@@ -106,10 +107,10 @@ class Dispatcher:
     async def _submit(self, job: Job) -> None:
         preset = self._presets().get(job.preset)
         if preset is None:
-            await self._save(transition(job, Fail(self._clock(), f"preset '{job.preset}' no longer exists")))
+            await self._store.save(transition(job, Fail(self._clock(), f"preset '{job.preset}' no longer exists")))
             return
         job = transition(job, Submit(self._clock()))
-        await self._save(job)  # durable before the POST: see the module docstring
+        await self._store.save(job)  # durable before the POST: see the module docstring
         tracked = self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock())
         try:
             await self._client.submit(compile_prompt(preset, job.params, job.id), prompt_id=job.id)
@@ -269,15 +270,12 @@ class Dispatcher:
         try:
             job = await self._store.get(job_id)
             if job is not None:
-                await self._save(transition(job, event))
+                await self._store.save(transition(job, event))
         finally:
             if finished and self._tracked.pop(job_id, None) is not None:
                 self.wake()
 
-    async def _save(self, job: Job) -> None:
-        await self._store.save(job)
-
-    def _spawn(self, coro: asyncio.Future[None] | object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

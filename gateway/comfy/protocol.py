@@ -284,8 +284,8 @@ def rejection_message(body: object) -> str:
     error = body.get("error")
     if isinstance(error, Mapping):
         message = str(error.get("message") or "invalid prompt")
-        details = error.get("details")
-        return f"ComfyUI rejected the prompt: {message}" + (f" ({details})" if details and details != message else "")
+        hint = str(error.get("details") or "")
+        return f"ComfyUI rejected the prompt: {message}" + (f" ({hint})" if hint and hint != message else "")
     return "ComfyUI rejected the prompt"
 
 
