@@ -7,6 +7,8 @@ The only module that sees store, compiler and client together. Rules it keeps:
 - Websocket events drive state. After every (re)connection, jobs ComfyUI may have finished
   meanwhile are settled from `/history`; jobs it no longer knows (restarted) are queued again.
 - A job that runs past its deadline is interrupted in ComfyUI and failed.
+- A job that hears nothing for `stale_after` seconds is settled from `/queue` and `/history`:
+  a silent or mis-routed websocket delays a result, it never loses one.
 """
 
 from __future__ import annotations
@@ -44,13 +46,15 @@ class _Tracked:
     """`execution_start` came on the current connection, so `executed` events are complete."""
     images: list[protocol.OutputImage] = field(default_factory=list)
     settling: bool = False
+    last_heard: float = 0.0
+    """When an event for this job last came (or it was last checked)."""
 
 
 class Dispatcher:
     def __init__(
         self, *, store: Store, client: ComfyClient, outputs: OutputStore,
         presets: Callable[[], Mapping[str, Preset]], max_in_flight: int = 2, job_timeout: float = 600.0,
-        retry_delay: float = 1.0, clock: Callable[[], float] = time.time,
+        retry_delay: float = 1.0, stale_after: float = 10.0, clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._client = client
@@ -59,6 +63,7 @@ class Dispatcher:
         self._max_in_flight = max_in_flight
         self._job_timeout = job_timeout
         self._retry_delay = retry_delay
+        self._stale_after = stale_after
         self._clock = clock
         self._tracked: dict[str, _Tracked] = {}
         self._wake = asyncio.Event()
@@ -78,7 +83,7 @@ class Dispatcher:
         """Dispatch forever, or (`until_idle`) until no job is queued or in ComfyUI."""
         for job in await self._store.in_comfy():
             self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
-                                             started_at=job.started_at, posted=True)
+                                             started_at=job.started_at, posted=True, last_heard=self._clock())
         events = asyncio.create_task(self._consume_events(), name="comfy-events")
         watchdog = asyncio.create_task(self._watch_deadlines(), name="deadlines")
         try:
@@ -111,7 +116,8 @@ class Dispatcher:
             return
         job = transition(job, Submit(self._clock()))
         await self._store.save(job)  # durable before the POST: see the module docstring
-        tracked = self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock())
+        tracked = self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
+                                                   last_heard=self._clock())
         try:
             await self._client.submit(compile_prompt(preset, job.params, job.id), prompt_id=job.id)
         except ComfyRejected as exc:
@@ -138,6 +144,9 @@ class Dispatcher:
                 log.exception("handling ComfyUI event %r failed", event)
 
     async def _apply(self, event: protocol.WsEvent | Connected | Disconnected) -> None:
+        heard = self._tracked.get(getattr(event, "prompt_id", None) or "")
+        if heard is not None:
+            heard.last_heard = self._clock()
         match event:
             case Connected():
                 log.info("connected to ComfyUI at %s", self._client.base_url)
@@ -236,9 +245,11 @@ class Dispatcher:
         log.debug("job %s done", job_id)
 
     async def _watch_deadlines(self) -> None:
+        """Fail jobs past their deadline; settle jobs that have been silent too long."""
         while True:
-            await asyncio.sleep(min(1.0, self._job_timeout / 4))
+            await asyncio.sleep(min(1.0, self._job_timeout / 4, self._stale_after / 2))
             now = self._clock()
+            stale = []
             for tracked in list(self._tracked.values()):
                 if tracked.settling:
                     continue
@@ -247,13 +258,20 @@ class Dispatcher:
                 else:  # waiting behind the other in-flight prompts
                     deadline = tracked.submitted_at + self._job_timeout * (self._max_in_flight + 1)
                 if now > deadline:
-                    await self._fail(tracked.job_id, f"timed out: still not finished after "
-                                                     f"{self._job_timeout:g} s, interrupted")
-                    try:
-                        await self._client.interrupt(tracked.job_id)
-                        await self._client.delete_queued([tracked.job_id])
-                    except ComfyUnavailable:
-                        pass
+                    await self._time_out(tracked.job_id)
+                elif tracked.posted and now - tracked.last_heard > self._stale_after:
+                    tracked.last_heard = now
+                    stale.append(tracked.job_id)
+            if stale and self._connected:
+                self._spawn(self._reconcile(stale))
+
+    async def _time_out(self, job_id: str) -> None:
+        await self._fail(job_id, f"timed out: still not finished after {self._job_timeout:g} s, interrupted")
+        try:  # only this prompt: other users' prompts are untouched
+            await self._client.interrupt(job_id)
+            await self._client.delete_queued([job_id])
+        except ComfyUnavailable:
+            pass
 
     # --- store helpers ---------------------------------------------------------------------
 

@@ -132,6 +132,8 @@ def _signatures(graph: Json) -> dict[str, str]:
     keys: dict[str, str] = {}
 
     def key(node_id: str) -> str:
+        if node_id not in graph:  # a link from an output that failed validation: never cached
+            return f"missing {node_id}"
         if node_id not in keys:
             node = graph[node_id]
             inputs = {k: [key(v[0]), v[1]] if _is_link(v) else v for k, v in node["inputs"].items()}
@@ -203,6 +205,7 @@ class _Run:
 
     prompt: _Prompt
     fail: bool
+    keys: dict[str, str]
     messages: list[list[Any]] = field(default_factory=list)
     progress: dict[str, Json] = field(default_factory=dict)
     executed: list[str] = field(default_factory=list)
@@ -360,6 +363,7 @@ class FakeComfyUI:
         """Abort every websocket connection without a close frame, as a network drop does. The
         server and its queue keep running; messages sent while no socket is connected are lost."""
         self._sockets.clear()
+        self._client_flags.clear()
         for request in list(self._connections.values()):
             if request.transport is not None:
                 request.transport.abort()
@@ -704,11 +708,11 @@ class FakeComfyUI:
         self._interrupt.clear()
         self.executed_ids.append(prompt.prompt_id)
         self.execution_starts[prompt.prompt_id] = time.monotonic()
-        run = _Run(prompt, fail=self._fail_budget > 0)
+        keys = _signatures(prompt.graph)
+        run = _Run(prompt, fail=self._fail_budget > 0, keys=keys)
         if run.fail:
             self._fail_budget -= 1
         await self._message(run, "execution_start", {"prompt_id": prompt.prompt_id})
-        keys = _signatures(prompt.graph)
         live = set(keys.values())  # like ComfyUI's default cache, keep only what this prompt uses
         self._cache = {k: v for k, v in self._cache.items() if k in live}
         cached = [] if run.fail else [n for n in prompt.graph if keys[n] in self._cache]
@@ -773,7 +777,8 @@ class FakeComfyUI:
 
     async def _replay_cached(self, run: _Run, node_id: str, output: Json | None) -> None:
         """A cached output node sends its previous ``executed`` again; nothing is re-run."""
-        await self._record_output(run, node_id, output or {})
+        assert output is not None  # only output nodes are visited while cached
+        await self._record_output(run, node_id, output)
         await self._progress(run, node_id, 1, 1, "finished")
 
     async def _record_output(self, run: _Run, node_id: str, output: Json) -> None:
@@ -799,8 +804,7 @@ class FakeComfyUI:
                 await self._wake.wait()
         await self._pause(0 if run.executed else self.job_delay)
         done: tuple[float, float] = (1.0, 1.0)
-        if "steps" in prompt.graph[node_id]["inputs"]:
-            steps = int(prompt.graph[node_id]["inputs"]["steps"])
+        if isinstance(steps := prompt.graph[node_id]["inputs"].get("steps"), int):  # a sampler
             await self._sample(run, node_id, steps)
             done = (steps, steps)
         output = None
@@ -866,7 +870,7 @@ class FakeComfyUI:
                 f"\n         output_dir: {FOLDERS[kind]}"
                 f"\n         commonpath: {posixpath.commonpath((FOLDERS[kind], folder))}",
             )
-        width, height, rgb, batch = self._image_spec(run.prompt.graph, node_id)
+        width, height, rgb, batch = _image_spec(run, node_id)
         png = _png(width, height, rgb)
         counter = 1 + max(
             (_file_counter(file, name) for k, sub, file in self.files if (k, sub) == (kind, subfolder)), default=0
@@ -877,23 +881,6 @@ class FakeComfyUI:
             self.files[(kind, subfolder, filename)] = png
             images.append({"filename": filename, "subfolder": subfolder, "type": kind})
         return {"images": images}
-
-    def _image_spec(self, graph: Json, node_id: str) -> tuple[int, int, tuple[int, int, int], int]:
-        """Size, colour and batch of the image reaching ``node_id``, from the nearest nodes up its
-        IMAGE/LATENT chain that set them (EmptyImage, EmptyLatentImage, ImageScale ...)."""
-        found: Json = {}
-        link = graph[node_id]["inputs"]["images"]
-        while link is not None:
-            inputs = graph[link[0]]["inputs"]
-            for key in ("width", "height", "color", "batch_size"):
-                if isinstance(inputs.get(key), int) and key not in found and (key == "color" or inputs[key] > 0):
-                    found[key] = inputs[key]
-            link = next(
-                (v for v in inputs.values() if _is_link(v) and _output_type(graph, v) in ("IMAGE", "LATENT")), None
-            )
-        colour = found.get("color", 0x808080)
-        rgb = ((colour >> 16) & 255, (colour >> 8) & 255, colour & 255)
-        return found.get("width", 64), found.get("height", 64), rgb, found.get("batch_size", 1)
 
     def _current_inputs(self, run: _Run) -> Json:
         """``current_inputs`` of an execution_error: each input as a one-element list."""
@@ -1068,6 +1055,26 @@ def _constant(data: Any) -> Callable[[web.Request], Awaitable[web.Response]]:
 
 def _output_type(graph: Json, link: list[Any]) -> str:
     return str(OBJECT_INFO[graph[link[0]]["class_type"]]["output"][link[1]])
+
+
+def _image_spec(run: _Run, node_id: str) -> tuple[int, int, tuple[int, int, int], int]:
+    """Size and batch of the image reaching ``node_id``, from the nearest nodes up its IMAGE/LATENT
+    chain that set them (EmptyImage, EmptyLatentImage, ImageScale ...). The colour is an EmptyImage's
+    when it feeds the node directly, else derived from the producer's cache key: other inputs (a
+    seed), other pixels."""
+    graph, found = run.prompt.graph, dict[str, int]()
+    link = graph[node_id]["inputs"]["images"]
+    colour = graph[link[0]]["inputs"].get("color")
+    if not isinstance(colour, int):
+        colour = int(run.keys[link[0]][:6], 16)
+    while link is not None:
+        inputs = graph[link[0]]["inputs"]
+        for key in ("width", "height", "batch_size"):
+            if isinstance(inputs.get(key), int) and inputs[key] > 0:
+                found.setdefault(key, inputs[key])
+        link = next((v for v in inputs.values() if _is_link(v) and _output_type(graph, v) in ("IMAGE", "LATENT")), None)
+    rgb = ((colour >> 16) & 255, (colour >> 8) & 255, colour & 255)
+    return found.get("width", 64), found.get("height", 64), rgb, found.get("batch_size", 1)
 
 
 def _types_match(received: Any, expected: Any) -> bool:

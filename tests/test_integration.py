@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.api.state import DISPATCHER
 from gateway.settings import Settings
 from tests.conftest import Comfy, Gateway, running_gateway
 from tests.fake_comfy import FakeComfyUI
@@ -201,3 +202,13 @@ async def test_few_prompts_are_in_comfyui_at_once(gateway: Gateway, fake: FakeCo
     fake.release()
     assert [r["status"] for r in await gateway.wait_all(ids)] == ["done"] * 8
     assert fake.executed_ids == ids  # first come, first served
+
+
+async def test_a_silent_websocket_delays_results_but_loses_none(settings: Settings, fake: FakeComfyUI) -> None:
+    async with running_gateway(settings) as gw:
+        gw.client.app[DISPATCHER]._stale_after = 0.3  # seconds; 10 in service
+        await gw.wait((await gw.generate("example_01", {"width": 64, "height": 64}))[0])
+        fake.silent = True  # the socket stays open, but nothing arrives on it
+        ids = await gw.generate("example_01", {"count": 3, "width": 64, "height": 64})
+        records = await gw.wait_all(ids, timeout=20)
+    assert [r["status"] for r in records] == ["done"] * 3

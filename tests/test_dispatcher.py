@@ -1,0 +1,84 @@
+"""The dispatcher in burst mode: real store, real client, the fake (or a real) ComfyUI."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway.comfy.client import ComfyClient
+from gateway.compiler import plan_jobs
+from gateway.dispatcher import Dispatcher
+from gateway.jobs import Job, State, Submit, transition
+from gateway.models import GenerateRequest
+from gateway.outputs import OutputStore
+from gateway.presets import load_presets
+from gateway.store import Store
+from tests.conftest import Comfy
+from tests.helpers import ROOT
+
+PRESETS = load_presets(ROOT / "presets.yaml")
+
+
+def jobs_for(count: int, seed: int = 1) -> list[Job]:
+    params = plan_jobs(PRESETS["example_01"], GenerateRequest(count=count, seed=seed, width=64, height=64), 0)
+    return [Job(id=f"job-{seed}-{i}-{time.monotonic_ns()}", preset="example_01", label="Preset: Example Preset",
+                params=p, created_at=time.time()) for i, p in enumerate(params)]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "gateway.db")
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def dispatcher(store: Store, comfy: Comfy, tmp_path: Path) -> AsyncIterator[Dispatcher]:
+    async with aiohttp.ClientSession() as session:
+        client = ComfyClient(base_url=comfy.url, session=session, client_id=f"test-{time.monotonic_ns()}")
+        yield Dispatcher(store=store, client=client, outputs=OutputStore(tmp_path / "uploads"),
+                         presets=lambda: PRESETS, max_in_flight=2)
+
+
+async def test_burst_mode_drains_the_queue_and_stops(store: Store, dispatcher: Dispatcher, tmp_path: Path) -> None:
+    jobs = jobs_for(5)
+    await store.add_jobs(jobs)
+    await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=60)
+    stored = [await store.get(j.id) for j in jobs]
+    assert [j.state for j in stored if j] == [State.DONE] * 5
+    for job in stored:
+        assert job is not None and job.attempts == 1
+        assert (tmp_path / "uploads" / job.images[0].relative_path).is_file()
+
+
+async def test_burst_mode_with_nothing_to_do_returns(dispatcher: Dispatcher) -> None:
+    await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=10)
+
+
+async def test_a_job_marked_submitted_but_never_posted_runs_once(
+    store: Store, dispatcher: Dispatcher, comfy: Comfy
+) -> None:
+    """The process died between writing `submitted` and posting: ComfyUI has never seen the job."""
+    job = jobs_for(1, seed=77)[0]
+    await store.add_jobs([job])
+    await store.save(transition(job, Submit(time.time())))
+    await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=60)
+    done = await store.get(job.id)
+    assert done is not None and done.state is State.DONE
+    assert done.attempts == 2  # requeued once, posted once
+    if comfy.fake:
+        assert comfy.fake.prompt_counts[job.id] == 1
+
+
+async def test_a_job_whose_preset_was_removed_fails(store: Store, dispatcher: Dispatcher) -> None:
+    job = Job(id="orphan", preset="gone", label="Preset: Gone", params={}, created_at=time.time())
+    await store.add_jobs([job])
+    await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=10)
+    failed = await store.get("orphan")
+    assert failed is not None and failed.state is State.FAILED
+    assert failed.error == "preset 'gone' no longer exists"
