@@ -1,6 +1,6 @@
 """An in-process fake ComfyUI that speaks the protocol recorded from a real ComfyUI 0.8.0.
 
-The facts it reproduces are in ``/work/shared/comfyui/PROTOCOL.md`` and the transcripts beside it:
+It reproduces what was observed on a real ComfyUI 0.8.0 (recorded in ``tests/data/transcript-*.json``):
 routes, status codes, JSON shapes, websocket message order and routing, validation errors, the
 output-node cache, SaveImage file numbering, previews and interrupts. It runs no model: node
 classes come from ``tests/data/object_info.json`` (a slice of a real server's ``/object_info``),
