@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.api import health, static, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.middleware import auth_middleware, errors_middleware
-from gateway.api.state import DISPATCHER, KEYRING, OUTPUTS, PRESETS, STORE
+from gateway.api.state import DISPATCHER, KEYRING, OUTPUTS, PRESETS, SETTINGS, STORE
 from gateway.comfy.client import ComfyClient
 from gateway.dispatcher import Dispatcher
 from gateway.models import Preset
@@ -31,6 +31,7 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) -> web.Application:
     """Build the aiohttp application. Presets are loaded from settings unless given."""
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
+    app[SETTINGS] = settings
     app[PRESETS] = load_presets(settings.presets_path) if presets is None else presets
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     app[OUTPUTS] = OutputStore(settings.uploads_dir)
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
             dispatcher = Dispatcher(
                 store=store, client=client, outputs=app[OUTPUTS], presets=current_presets,
                 max_in_flight=settings.max_in_flight, job_timeout=settings.job_timeout,
+                max_attempts=settings.max_attempts,
             )
             app[DISPATCHER] = dispatcher
             task = asyncio.create_task(dispatcher.run(), name="dispatcher")

@@ -24,12 +24,14 @@ from gateway.comfy import protocol
 from gateway.comfy.client import ComfyClient, Connected, Disconnected
 from gateway.compiler import compile_prompt
 from gateway.errors import ComfyRejected, ComfyUnavailable
-from gateway.jobs import Complete, Fail, Job, Requeue, Start, StoredImage, Submit, transition
+from gateway.jobs import TERMINAL, Complete, Fail, Job, Requeue, Start, State, StoredImage, Submit, transition
 from gateway.models import Preset
 from gateway.outputs import OutputStore
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
+
+CANCELLED = "cancelled"
 
 
 @dataclass
@@ -54,7 +56,8 @@ class Dispatcher:
     def __init__(
         self, *, store: Store, client: ComfyClient, outputs: OutputStore,
         presets: Callable[[], Mapping[str, Preset]], max_in_flight: int = 2, job_timeout: float = 600.0,
-        retry_delay: float = 1.0, stale_after: float = 10.0, clock: Callable[[], float] = time.time,
+        max_attempts: int = 3, retry_delay: float = 1.0, stale_after: float = 10.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._client = client
@@ -62,6 +65,7 @@ class Dispatcher:
         self._presets = presets
         self._max_in_flight = max_in_flight
         self._job_timeout = job_timeout
+        self._max_attempts = max_attempts
         self._retry_delay = retry_delay
         self._stale_after = stale_after
         self._clock = clock
@@ -112,10 +116,12 @@ class Dispatcher:
     async def _submit(self, job: Job) -> None:
         preset = self._presets().get(job.preset)
         if preset is None:
-            await self._store.save(transition(job, Fail(self._clock(), f"preset '{job.preset}' no longer exists")))
+            failed = transition(job, Fail(self._clock(), f"preset '{job.preset}' no longer exists"))
+            await self._store.save(failed, expect=State.QUEUED)
             return
         job = transition(job, Submit(self._clock()))
-        await self._store.save(job)  # durable before the POST: see the module docstring
+        if not await self._store.save(job, expect=State.QUEUED):  # durable before the POST
+            return  # cancelled a moment ago
         tracked = self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
                                                    last_heard=self._clock())
         try:
@@ -127,12 +133,14 @@ class Dispatcher:
             if exc.details.get("sent"):
                 tracked.posted = True  # maybe it arrived: settle it from ComfyUI's queue and history
                 self._spawn(self._reconcile([job.id]))
-            else:
-                await self._requeue(job.id)
+            else:  # it never reached ComfyUI: not an attempt
+                await self._update(job.id, Requeue(self._clock(), reached_comfy=False), finished=True)
             await asyncio.sleep(self._retry_delay)
         else:
             tracked.posted = True
             log.debug("job %s submitted", job.id)
+            if job.id not in self._tracked:  # cancelled while the POST was on its way
+                await self._withdraw(job.id)
 
     # --- events ----------------------------------------------------------------------------
 
@@ -201,8 +209,7 @@ class Dispatcher:
                 if job_id not in self._tracked or tracked.settling:
                     continue
                 if entry is None:
-                    log.warning("job %s is unknown to ComfyUI (restarted?): queued again", job_id)
-                    await self._requeue(job_id)
+                    await self._lost(job_id)
                 elif entry.succeeded:
                     tracked.settling = True
                     self._spawn(self._complete(job_id, list(entry.images)))
@@ -253,25 +260,65 @@ class Dispatcher:
             for tracked in list(self._tracked.values()):
                 if tracked.settling:
                     continue
+                timeout = self._timeout_of(tracked.preset)
                 if tracked.started_at is not None:
-                    deadline = tracked.started_at + self._job_timeout
+                    deadline = tracked.started_at + timeout
                 else:  # waiting behind the other in-flight prompts
-                    deadline = tracked.submitted_at + self._job_timeout * (self._max_in_flight + 1)
+                    deadline = tracked.submitted_at + timeout * (self._max_in_flight + 1)
                 if now > deadline:
-                    await self._time_out(tracked.job_id)
+                    await self._time_out(tracked.job_id, timeout)
                 elif tracked.posted and now - tracked.last_heard > self._stale_after:
                     tracked.last_heard = now
                     stale.append(tracked.job_id)
             if stale and self._connected:
                 self._spawn(self._reconcile(stale))
 
-    async def _time_out(self, job_id: str) -> None:
-        await self._fail(job_id, f"timed out: still not finished after {self._job_timeout:g} s, interrupted")
-        try:  # only this prompt: other users' prompts are untouched
-            await self._client.interrupt(job_id)
+    def _timeout_of(self, slug: str) -> float:
+        preset = self._presets().get(slug)
+        return preset.timeout if preset is not None and preset.timeout else self._job_timeout
+
+    async def _time_out(self, job_id: str, timeout: float) -> None:
+        await self._fail(job_id, f"timed out: still not finished after {timeout:g} s, interrupted")
+        await self._withdraw(job_id)
+
+    async def _withdraw(self, job_id: str) -> None:
+        """Take a prompt out of ComfyUI: from its queue if waiting, interrupted if running.
+        Only this prompt: other clients' prompts are untouched."""
+        try:
             await self._client.delete_queued([job_id])
-        except ComfyUnavailable:
-            pass
+            await self._client.interrupt(job_id)
+        except ComfyUnavailable as exc:
+            log.info("could not withdraw job %s from ComfyUI: %s", job_id, exc.message)
+
+    # --- control ---------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> Job | None:
+        """Cancel one job: it reads failed with error "cancelled". Finished jobs are returned as
+        they are (cancelling is idempotent); None if there is no such job."""
+        while True:
+            job = await self._store.get(job_id)
+            if job is None or job.state in TERMINAL:
+                return job
+            cancelled = transition(job, Fail(self._clock(), CANCELLED))
+            if job.state is State.QUEUED:
+                if await self._store.save(cancelled, expect=State.QUEUED):
+                    return cancelled
+                continue  # the dispatcher took it just now: cancel it in ComfyUI
+            was_posted = job_id in self._tracked and self._tracked[job_id].posted
+            await self._fail(job_id, CANCELLED)
+            if was_posted:
+                await self._withdraw(job_id)
+            return await self._store.get(job_id)
+
+    async def cancel_all(self) -> int:
+        """Cancel every waiting and running job; returns how many were cancelled."""
+        count = await self._store.fail_queued(CANCELLED, self._clock())
+        for job_id in list(self._tracked):
+            before = await self._store.get(job_id)
+            after = await self.cancel(job_id)
+            if before and after and before.state not in TERMINAL and after.error == CANCELLED:
+                count += 1
+        return count
 
     # --- store helpers ---------------------------------------------------------------------
 
@@ -279,7 +326,13 @@ class Dispatcher:
         log.info("job %s failed: %s", job_id, error)
         await self._update(job_id, Fail(self._clock(), error), finished=True)
 
-    async def _requeue(self, job_id: str) -> None:
+    async def _lost(self, job_id: str) -> None:
+        """ComfyUI has no trace of a job it was given (it restarted): run it again, a few times."""
+        job = await self._store.get(job_id)
+        if job is not None and job.attempts >= self._max_attempts:
+            await self._fail(job_id, f"ComfyUI lost this job {job.attempts} times (did it crash running it?)")
+            return
+        log.warning("job %s is unknown to ComfyUI (restarted?): queued again", job_id)
         await self._update(job_id, Requeue(self._clock()), finished=True)
 
     async def _update(self, job_id: str, event: Start | Complete | Fail | Requeue, *,
@@ -287,8 +340,8 @@ class Dispatcher:
         """Apply an event to the stored job; `finished` releases its in-flight slot."""
         try:
             job = await self._store.get(job_id)
-            if job is not None:
-                await self._store.save(transition(job, event))
+            if job is not None:  # compare-and-set: a cancellation in between wins
+                await self._store.save(transition(job, event), expect=job.state)
         finally:
             if finished and self._tracked.pop(job_id, None) is not None:
                 self.wake()

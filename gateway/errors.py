@@ -12,7 +12,9 @@
     │   └── JobNotFound               404 job_not_found
     ├── MethodNotAllowed              405 method_not_allowed
     ├── PayloadTooLarge               413 payload_too_large
+    ├── QueueFull                     429 queue_full          (backpressure; carries Retry-After)
     ├── ConfigError                   500 config_error        (presets.yaml, workflows, settings)
+    ├── StoreUnavailable              503 store_unavailable   (the database cannot be written)
     └── ComfyError                    502 comfyui_error       (talking to ComfyUI)
         ├── ComfyUnavailable          503 comfyui_unavailable (connection refused, timeout, 5xx)
         └── ComfyRejected             502 comfyui_rejected    (ComfyUI answered 400 to a prompt)
@@ -36,6 +38,10 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers that go with the error response."""
+        return {}
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body the API answers with."""
@@ -97,8 +103,25 @@ class PayloadTooLarge(GatewayError):
     code = "payload_too_large"
 
 
+class QueueFull(GatewayError):
+    status = 429
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class ConfigError(GatewayError):
     code = "config_error"
+
+
+class StoreUnavailable(GatewayError):
+    status = 503
+    code = "store_unavailable"
 
 
 class ComfyError(GatewayError):

@@ -85,6 +85,8 @@ class Requeue:
     """ComfyUI lost the job (or never got it): it waits in our queue again."""
 
     at: float
+    reached_comfy: bool = True
+    """False when the submission never reached ComfyUI: then it does not count as an attempt."""
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,9 @@ def transition(job: Job, event: Event) -> Job:
             return replace(job, state=State.SUBMITTED, submitted_at=at, attempts=job.attempts + 1)
         case Start(at=at) if job.state in IN_COMFY:
             return job if job.state is State.RUNNING else replace(job, state=State.RUNNING, started_at=at)
-        case Requeue() if job.state in IN_COMFY:
-            return replace(job, state=State.QUEUED, submitted_at=None, started_at=None)
+        case Requeue(reached_comfy=reached) if job.state in IN_COMFY:
+            attempts = job.attempts if reached else max(job.attempts - 1, 0)
+            return replace(job, state=State.QUEUED, submitted_at=None, started_at=None, attempts=attempts)
         case Complete(at=at, images=images) if job.state in IN_COMFY:
             if not images:
                 raise InvalidTransition(f"job {job.id}: done without an image")

@@ -149,3 +149,5 @@ class Preset(BaseModel):
     defaults: dict[str, ParamValue]
     save_nodes: tuple[str, ...]
     """Nodes with a `filename_prefix` input: each job gets its own prefix there."""
+    timeout: float | None = None
+    """Seconds a job of this preset may run in ComfyUI; None: the gateway's setting."""

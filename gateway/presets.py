@@ -19,7 +19,7 @@ from gateway.errors import ConfigError
 from gateway.models import InputRef, ParamValue, Preset
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_SPEC_KEYS = {"name", "workflow", "cover", "description", "defaults", "params"}
+_SPEC_KEYS = {"name", "workflow", "cover", "description", "defaults", "params", "timeout"}
 
 
 def parse_graph(data: object, source: str) -> dict[str, dict[str, object]]:
@@ -82,6 +82,9 @@ def build_preset(
                 raise ConfigError(f"{where}: parameter {param!r} is bound to {ref}, which the gateway sets per job")
 
     defaults = _defaults(where, spec.get("defaults") or {}, found, graph, workflow_file)
+    timeout = spec.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+        raise ConfigError(f"{where}: 'timeout' must be a number of seconds greater than 0")
     return Preset(
         slug=slug,
         name=name.strip(),
@@ -92,6 +95,7 @@ def build_preset(
         bindings=found,
         defaults=defaults,
         save_nodes=saves,
+        timeout=float(timeout) if timeout is not None else None,
     )
 
 

@@ -80,6 +80,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Prompts the gateway keeps submitted to ComfyUI at once; the rest wait in the gateway's queue."),
     Setting("GATEWAY_JOB_TIMEOUT", "job_timeout", _positive_float, 600.0,
             "Seconds a submitted job may take in ComfyUI before it is interrupted and failed."),
+    Setting("GATEWAY_MAX_QUEUED", "max_queued", _positive_int, 1000,
+            "Jobs that may wait in the queue; past it `POST /generate` answers 429 with Retry-After."),
+    Setting("GATEWAY_MAX_ATTEMPTS", "max_attempts", _positive_int, 3,
+            "Times a job is submitted to ComfyUI before a job ComfyUI keeps losing is failed."),
     Setting("GATEWAY_LOG_LEVEL", "log_level", _log_level, "INFO",
             "Logging level: DEBUG, INFO, WARNING or ERROR."),
 )
@@ -97,6 +101,8 @@ class Settings:
     api_key: str | None = None
     max_in_flight: int = 2
     job_timeout: float = 600.0
+    max_queued: int = 1000
+    max_attempts: int = 3
     log_level: str = "INFO"
 
     @classmethod

@@ -6,15 +6,17 @@ the process or the machine loses nothing that was acknowledged.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from gateway.errors import QueueFull
 from gateway.jobs import IN_COMFY, Job, State, StoredImage
 
 MIGRATIONS: tuple[str, ...] = (
@@ -77,10 +79,25 @@ def _job_from_row(row: Sequence[Any]) -> Job:
 
 
 class Store:
-    """One connection; aiosqlite serialises every statement on its own thread."""
+    """One connection; aiosqlite runs its statements in order on its own thread.
+
+    Writes go through `_transaction()`, one at a time: on a shared connection, two coroutines'
+    statements would otherwise land in one transaction, and one's rollback would undo the other.
+    """
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._write_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.rollback()
+                raise
+            await self._db.commit()
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -112,26 +129,54 @@ class Store:
 
     # --- jobs -------------------------------------------------------------------------------
 
-    async def add_jobs(self, jobs: Iterable[Job]) -> None:
-        """Insert new jobs in one transaction: all of them are stored, or none."""
-        placeholders = ", ".join("?" * 12)
-        try:
-            await self._db.executemany(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({placeholders})",
-                                       [_job_values(j) for j in jobs])
-        except BaseException:
-            await self._db.rollback()
-            raise
-        await self._db.commit()
+    async def add_jobs(self, jobs: Iterable[Job], *, max_queued: int | None = None) -> None:
+        """Insert new jobs in one transaction: all of them are stored, or none.
 
-    async def save(self, job: Job) -> None:
-        """Write a job's changed state (after a transition)."""
+        With `max_queued`, raises QueueFull instead when the queue would then hold more.
+        """
+        rows = [_job_values(j) for j in jobs]
+        placeholders = ", ".join("?" * 12)
+        async with self._transaction() as db:
+            if max_queued is not None:
+                async with db.execute("SELECT count(*) FROM jobs WHERE state='queued'") as cur:
+                    row = await cur.fetchone()
+                queued = int(row[0]) if row else 0
+                if queued + len(rows) > max_queued:
+                    raise QueueFull(
+                        f"the queue is full ({queued} of {max_queued} jobs waiting); {len(rows)} more do not fit",
+                        retry_after=10, queued=queued, limit=max_queued,
+                    )
+            await db.executemany(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({placeholders})", rows)
+
+    async def save(self, job: Job, *, expect: State | None = None) -> bool:
+        """Write a job's changed state (after a transition).
+
+        With `expect`, only if the stored job is still in that state (compare-and-set); returns
+        whether it was written.
+        """
         values = _job_values(job)
-        await self._db.execute(
-            "UPDATE jobs SET state=?, error=?, images=?, submitted_at=?, started_at=?, finished_at=?, "
-            "attempts=?, params=? WHERE id=?",
-            (values[3], values[5], values[6], values[8], values[9], values[10], values[11], values[4], job.id),
-        )
-        await self._db.commit()
+        sql = ("UPDATE jobs SET state=?, error=?, images=?, submitted_at=?, started_at=?, finished_at=?, "
+               "attempts=?, params=? WHERE id=?")
+        args: tuple[Any, ...] = (values[3], values[5], values[6], values[8], values[9], values[10], values[11],
+                                 values[4], job.id)
+        if expect is not None:
+            sql += " AND state=?"
+            args += (expect.value,)
+        async with self._transaction() as db:
+            cur = await db.execute(sql, args)
+        return cur.rowcount == 1
+
+    async def fail_queued(self, error: str, at: float) -> int:
+        """Fail every job waiting in the queue at once (the bulk form of `jobs.Fail`)."""
+        async with self._transaction() as db:
+            cur = await db.execute("UPDATE jobs SET state='failed', error=?, finished_at=? WHERE state='queued'",
+                                   (error, at))
+        return cur.rowcount
+
+    async def check_writable(self) -> None:
+        """Raise if the database cannot be written (disk full, read-only, locked)."""
+        async with self._transaction() as db:
+            await db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_ready_check', datetime())")
 
     async def get(self, job_id: str) -> Job | None:
         async with self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)) as cur:
@@ -162,8 +207,8 @@ class Store:
 
     async def meta_value(self, key: str, default: str) -> str:
         """A value stored once and kept: the first caller's `default` wins for good."""
-        await self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, default))
-        await self._db.commit()
+        async with self._transaction() as db:
+            await db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, default))
         async with self._db.execute("SELECT value FROM meta WHERE key=?", (key,)) as cur:
             row = await cur.fetchone()
         return str(row[0]) if row else default
@@ -171,14 +216,11 @@ class Store:
     # --- API keys ---------------------------------------------------------------------------
 
     async def add_key(self, row: ApiKeyRow) -> None:
-        try:
-            await self._db.execute(
+        async with self._transaction() as db:
+            await db.execute(
                 "INSERT INTO api_keys (id, name, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
                 (row.id, row.name, row.hash, row.created_at, row.revoked_at),
             )
-        except sqlite3.IntegrityError as exc:  # pragma: no cover - 256-bit keys do not collide
-            raise RuntimeError("API key collision") from exc
-        await self._db.commit()
 
     async def list_keys(self) -> list[ApiKeyRow]:
         async with self._db.execute(
@@ -189,11 +231,11 @@ class Store:
 
     async def revoke_key(self, id_or_name: str, at: float) -> int:
         """Revoke keys by id or name; returns how many were revoked."""
-        cur = await self._db.execute(
-            "UPDATE api_keys SET revoked_at=? WHERE (id=? OR name=?) AND revoked_at IS NULL",
-            (at, id_or_name, id_or_name),
-        )
-        await self._db.commit()
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "UPDATE api_keys SET revoked_at=? WHERE (id=? OR name=?) AND revoked_at IS NULL",
+                (at, id_or_name, id_or_name),
+            )
         return cur.rowcount
 
     async def active_key_hashes(self) -> list[str]:

@@ -49,7 +49,11 @@ def test_timestamps_and_attempts() -> None:
     assert (j.submitted_at, j.attempts) == (1.0, 1)
     j = transition(transition(j, Requeue(2.0)), Submit(3.0))
     assert (j.submitted_at, j.started_at, j.attempts) == (3.0, None, 2)
-    j = transition(transition(j, Start(4.0)), Complete(5.0, IMG))
-    assert (j.started_at, j.finished_at, j.images, j.seed) == (4.0, 5.0, IMG, 1)
+    done = transition(transition(j, Start(4.0)), Complete(5.0, IMG))
+    assert (done.started_at, done.finished_at, done.images, done.seed) == (4.0, 5.0, IMG, 1)
+    j = transition(transition(j, Requeue(6.0)), Submit(7.0))
+    assert j.attempts == 3
+    j = transition(transition(j, Requeue(8.0, reached_comfy=False)), Submit(9.0))
+    assert j.attempts == 3  # a submission that never reached ComfyUI is not an attempt
     failed = transition(job(), Fail(9.0, "boom"))
     assert (failed.error, failed.finished_at) == ("boom", 9.0)

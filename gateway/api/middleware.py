@@ -30,7 +30,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         response = await handler(request)
     except GatewayError as exc:
-        return web.json_response(exc.to_body(), status=exc.status)
+        return web.json_response(exc.to_body(), status=exc.status, headers=exc.headers())
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

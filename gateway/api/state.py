@@ -8,6 +8,7 @@ from gateway.api.auth import KeyRing
 from gateway.dispatcher import Dispatcher
 from gateway.models import Preset
 from gateway.outputs import OutputStore
+from gateway.settings import Settings
 from gateway.store import Store
 
 STORE = web.AppKey("store", Store)
@@ -15,3 +16,4 @@ PRESETS = web.AppKey("presets", dict[str, Preset])
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OUTPUTS = web.AppKey("outputs", OutputStore)
 KEYRING = web.AppKey("keyring", KeyRing)
+SETTINGS = web.AppKey("settings", Settings)

@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from gateway.api.records import COVERS_PREFIX, job_record, preset_summary
-from gateway.api.state import DISPATCHER, PRESETS, STORE
+from gateway.api.state import DISPATCHER, PRESETS, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
 from gateway.compiler import plan_jobs
 from gateway.errors import JobNotFound, NotFound, PresetNotFound
@@ -48,7 +48,7 @@ async def generate(request: web.Request) -> web.Response:
             created_at=now)
         for params in plan_jobs(preset, body, secrets.randbelow(RANDOM_SEED_LIMIT))
     ]
-    await request.app[STORE].add_jobs(jobs)
+    await request.app[STORE].add_jobs(jobs, max_queued=request.app[SETTINGS].max_queued)
     request.app[DISPATCHER].wake()
     return json_response(GenerateResponse(jobs=[QueuedJob(job_id=j.id) for j in jobs]), status=202)
 
@@ -59,6 +59,21 @@ async def get_job(request: web.Request) -> web.Response:
     if job is None:
         raise JobNotFound(f"no job with id '{job_id}'", job_id=job_id)
     return json_response(job_record(job))
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    """Cancel a job (idempotent): waiting ones leave the queue, running ones are interrupted."""
+    job_id = request.match_info["job_id"]
+    job = await request.app[DISPATCHER].cancel(job_id)
+    if job is None:
+        raise JobNotFound(f"no job with id '{job_id}'", job_id=job_id)
+    return json_response(job_record(job))
+
+
+async def interrupt_all(request: web.Request) -> web.Response:
+    """Cancel every waiting and running job."""
+    cancelled = await request.app[DISPATCHER].cancel_all()
+    return web.json_response({"cancelled": cancelled})
 
 
 async def cover(request: web.Request) -> web.FileResponse:
@@ -73,5 +88,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v1/presets", list_presets),
         web.post("/api/v1/generate/{slug}", generate),
         web.get("/api/v1/job/{job_id}", get_job),
+        web.delete("/api/v1/job/{job_id}", cancel_job),
+        web.post("/api/v1/interrupt", interrupt_all),
         web.get(COVERS_PREFIX + "/{slug}", cover),
     ]
