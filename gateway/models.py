@@ -5,9 +5,10 @@ The field names of the GAZE v1 contract are kept exactly; extra fields are addit
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 MAX_SEED = 2**64 - 1
 """The largest seed ComfyUI's samplers accept."""
@@ -18,6 +19,21 @@ MAX_PROMPT_CHARS = 10_000
 
 GazeStatus = Literal["pending", "processing", "done", "failed"]
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
+
 
 class GenerateRequest(BaseModel):
     """Body of `POST /api/v1/generate/<slug>`. Every field is optional; unknown fields are refused."""
@@ -25,11 +41,11 @@ class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     count: int = Field(1, ge=1, le=MAX_COUNT, description="Number of images (one job each), 1-20.")
-    checkpoint: str | None = Field(
+    checkpoint: Text | None = Field(
         None, min_length=1, max_length=500, description="Checkpoint file name as ComfyUI lists it."
     )
-    extra_positive: str = Field("", max_length=MAX_PROMPT_CHARS, description="Appended to the positive prompt.")
-    extra_negative: str = Field("", max_length=MAX_PROMPT_CHARS, description="Appended to the negative prompt.")
+    extra_positive: Text = Field("", max_length=MAX_PROMPT_CHARS, description="Appended to the positive prompt.")
+    extra_negative: Text = Field("", max_length=MAX_PROMPT_CHARS, description="Appended to the negative prompt.")
     seed: int | None = Field(
         None, ge=0, le=MAX_SEED, description="Seed of the first job; job i uses seed + i. Random if absent."
     )

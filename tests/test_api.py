@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -174,3 +175,43 @@ async def test_static_refuses_paths_outside_uploads(gateway: Gateway, path: str)
     (gateway.settings.uploads_dir / "presets" / "x" / ".gen.png.tmp").write_bytes(b"partial")
     resp = await gateway.client.get(path)
     assert resp.status == 404
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b'{"extra_positive": "\\ud800"}', "extra_positive"),
+        (b'{"checkpoint": "a\\u0000b"}', "checkpoint"),
+        (b'{"seed": 1e400}', "seed"),
+        (b'{"count": NaN}', None),
+        (b'{"width": 512, "height": 512, "width": 8}', None),
+    ],
+)
+async def test_unicode_oddities_and_odd_numbers_are_400(gateway: Gateway, raw: bytes, field: str | None) -> None:
+    resp = await gateway.client.post("/api/v1/generate/sd15", data=raw,
+                                     headers={**gateway.headers, "Content-Type": "application/json"})
+    assert resp.status == 400, await resp.text()
+    body = await resp.json()
+    if field:
+        assert body["error"]["field"] == field
+
+
+async def test_odd_but_valid_unicode_is_accepted(gateway: Gateway) -> None:
+    ids = await gateway.generate("sd15", {"extra_positive": "café, 猫, 🐱, \u200b, right-to-left \u202e"})
+    record = await gateway.job(ids[0])
+    assert record["params"]["positive"].endswith("right-to-left \u202e")
+
+
+async def test_static_never_serves_outside_uploads_even_through_symlinks(gateway: Gateway, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    folder = gateway.settings.uploads_dir / "presets" / "x"
+    folder.mkdir(parents=True)
+    (folder / "link.png").symlink_to(secret)
+    (folder / "dir").symlink_to(tmp_path)
+    for path in ("/static/uploads/presets/x/link.png", "/static/uploads/presets/x/dir/secret.txt",
+                 f"/static/uploads/{secret}", f"/static/uploads//{secret}", "/static/uploads/%2Fetc%2Fpasswd",
+                 "/static/uploads/..%2f..%2fgateway.db", "/static/uploads/presets/x/%2e%2e/%2e%2e/%2e%2e/gateway.db"):
+        resp = await gateway.client.get(path)
+        assert resp.status == 404, path
+        assert "TOP-SECRET-CONTENT" not in await resp.text()

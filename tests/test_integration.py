@@ -212,3 +212,16 @@ async def test_a_silent_websocket_delays_results_but_loses_none(settings: Settin
         ids = await gw.generate("example_01", {"count": 3, "width": 64, "height": 64})
         records = await gw.wait_all(ids, timeout=20)
     assert [r["status"] for r in records] == ["done"] * 3
+
+
+async def test_an_unwritable_uploads_folder_fails_the_job_and_the_service_stays_up(gateway: Gateway) -> None:
+    blocked = gateway.settings.uploads_dir / "presets" / "example_01"
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where the folder should be")
+    ids = await gateway.generate("example_01", {"width": 64, "height": 64})
+    record = await gateway.wait(ids[0])
+    assert record["status"] == "failed"
+    assert record["error"].startswith("could not write the result file:")
+    blocked.unlink()
+    ids = await gateway.generate("example_01", {"width": 64, "height": 64})
+    assert (await gateway.wait(ids[0]))["status"] == "done"

@@ -34,12 +34,26 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if content_type not in ("application/json", "application/octet-stream") and not content_type.endswith("+json"):
         raise InvalidRequest(f"the body must be JSON sent with Content-Type: application/json (got {content_type})")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("the body must be a JSON object")
     return body
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse `{"width": 512, "width": 8}`: parsers disagree on which one wins."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidParameter(key, f"{key}: given more than once")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def parse(model: type[M], data: dict[str, Any]) -> M:
@@ -53,9 +67,11 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
 def _to_error(exc: pydantic.ValidationError, fields: list[str]) -> InvalidParameter:
     first = exc.errors(include_url=False)[0]
     loc = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "value_error":  # our model validators say "<field>: <reason>"
+    if first["type"] == "value_error":
         text = str(first["ctx"]["error"]) if "ctx" in first else first["msg"]
-        field, _, reason = text.partition(": ")
+        if loc:
+            return InvalidParameter(loc, f"{loc}: {text}")
+        field, _, reason = text.partition(": ")  # model validators say "<field>: <reason>"
         return InvalidParameter(field, f"{field}: {reason}" if reason else text)
     template = _MESSAGES.get(first["type"])
     reason = template.format(**first.get("ctx", {})) if template else first["msg"].lower()
