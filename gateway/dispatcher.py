@@ -246,7 +246,8 @@ class Dispatcher:
             await self._fail(job_id, f"could not download the result from ComfyUI: {exc.message}")
             return
         except OSError as exc:
-            await self._fail(job_id, f"could not write the result file: {exc.strerror or exc}")
+            where = f" ({exc.filename})" if exc.filename else ""
+            await self._fail(job_id, f"could not write the result file: {exc.strerror or exc}{where}")
             return
         await self._update(job_id, Complete(self._clock(), tuple(stored)), finished=True)
         log.debug("job %s done", job_id)
@@ -254,7 +255,9 @@ class Dispatcher:
     async def _watch_deadlines(self) -> None:
         """Fail jobs past their deadline; settle jobs that have been silent too long."""
         while True:
-            await asyncio.sleep(min(1.0, self._job_timeout / 4, self._stale_after / 2))
+            tightest = min((p.timeout for p in self._presets().values() if p.timeout), default=self._job_timeout)
+            tightest = min(tightest, self._job_timeout)
+            await asyncio.sleep(min(1.0, tightest / 4, self._stale_after / 2))
             now = self._clock()
             stale = []
             for tracked in list(self._tracked.values()):
