@@ -53,21 +53,21 @@ async def generate(request: web.Request) -> web.Response:
     return json_response(GenerateResponse(jobs=[QueuedJob(job_id=j.id) for j in jobs]), status=202)
 
 
-async def get_job(request: web.Request) -> web.Response:
-    job_id = request.match_info["job_id"]
-    job = await request.app[STORE].get(job_id)
+def _record_of(job: Job | None, job_id: str) -> web.Response:
     if job is None:
         raise JobNotFound(f"no job with id '{job_id}'", job_id=job_id)
     return json_response(job_record(job))
+
+
+async def get_job(request: web.Request) -> web.Response:
+    job_id = request.match_info["job_id"]
+    return _record_of(await request.app[STORE].get(job_id), job_id)
 
 
 async def cancel_job(request: web.Request) -> web.Response:
     """Cancel a job (idempotent): waiting ones leave the queue, running ones are interrupted."""
     job_id = request.match_info["job_id"]
-    job = await request.app[DISPATCHER].cancel(job_id)
-    if job is None:
-        raise JobNotFound(f"no job with id '{job_id}'", job_id=job_id)
-    return json_response(job_record(job))
+    return _record_of(await request.app[DISPATCHER].cancel(job_id), job_id)
 
 
 async def interrupt_all(request: web.Request) -> web.Response:
