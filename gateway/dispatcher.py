@@ -302,8 +302,8 @@ class Dispatcher:
             job = await self._store.get(job_id)
             if job is None or job.state in TERMINAL:
                 return job
-            cancelled = transition(job, Fail(self._clock(), CANCELLED))
             if job.state is State.QUEUED:
+                cancelled = transition(job, Fail(self._clock(), CANCELLED))
                 if await self._store.save(cancelled, expect=State.QUEUED):
                     return cancelled
                 continue  # the dispatcher took it just now: cancel it in ComfyUI
@@ -316,11 +316,9 @@ class Dispatcher:
     async def cancel_all(self) -> int:
         """Cancel every waiting and running job; returns how many were cancelled."""
         count = await self._store.fail_queued(CANCELLED, self._clock())
-        for job_id in list(self._tracked):
-            before = await self._store.get(job_id)
-            after = await self.cancel(job_id)
-            if before and after and before.state not in TERMINAL and after.error == CANCELLED:
-                count += 1
+        for job_id in list(self._tracked):  # tracked jobs are live, so a cancelled result is ours
+            job = await self.cancel(job_id)
+            count += job is not None and job.error == CANCELLED
         return count
 
     # --- store helpers ---------------------------------------------------------------------
