@@ -14,7 +14,8 @@ from aiohttp import web
 from gateway.api import health, static, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.middleware import auth_middleware, errors_middleware
-from gateway.api.state import DISPATCHER, KEYRING, OUTPUTS, PRESETS, SETTINGS, STORE
+from gateway.api.state import CATALOG, DISPATCHER, KEYRING, OUTPUTS, PRESETS, SETTINGS, STORE
+from gateway.catalog import Catalog
 from gateway.comfy.client import ComfyClient
 from gateway.dispatcher import Dispatcher
 from gateway.models import Preset
@@ -64,6 +65,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
                 max_attempts=settings.max_attempts,
             )
             app[DISPATCHER] = dispatcher
+            app[CATALOG] = Catalog(fetch=client.object_info)
             task = asyncio.create_task(dispatcher.run(), name="dispatcher")
             yield
             task.cancel()

@@ -103,18 +103,46 @@ class JobRecord(BaseModel):
     finished_at: str | None
 
 
-class PresetSummary(BaseModel):
+class PresetInfo(BaseModel):
+    """What the list and the detail of a preset share."""
+
     preset_id: str
     slug: str
     name: str
     has_cover: bool
     cover_url: str | None = None
     description: str | None = None
-    parameters: list[str] = Field(default_factory=list)
+
+
+class PresetSummary(PresetInfo):
+    parameters: list[str] = Field(default_factory=list, description="Names of the parameters the preset offers.")
 
 
 class PresetList(BaseModel):
     presets: list[PresetSummary]
+
+
+class ParameterInfo(BaseModel):
+    """One request field a preset accepts, with what may be sent in it."""
+
+    name: str = Field(description="The field of the generate request.")
+    type: Literal["integer", "number", "string"]
+    default: str | int | float | None = Field(description="Used when the field is not sent (null: random seed).")
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    multiple_of: int | None = None
+    max_length: int | None = None
+    allowed: list[str | int | float] | None = Field(
+        None, description="The values ComfyUI offers (checkpoints, samplers, ...); null when not known."
+    )
+    description: str
+    bound_to: list[str] = Field(description="Node inputs the value goes to, as '<node id>.<input>'.")
+
+
+class PresetDetail(PresetInfo):
+    """`GET /api/v1/presets/<slug>`: the summary fields, with each parameter described."""
+
+    parameters: list[ParameterInfo]
 
 
 class ErrorDetail(BaseModel):
@@ -122,6 +150,11 @@ class ErrorDetail(BaseModel):
 
     code: str
     message: str
+    field: str | None = Field(None, description="The request field at fault, for 400 answers about one field.")
+
+
+class CancelledCount(BaseModel):
+    cancelled: int = Field(description="Jobs that were waiting or running and are now cancelled.")
 
 
 class ErrorBody(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.auth import KeyRing
+from gateway.catalog import Catalog
 from gateway.dispatcher import Dispatcher
 from gateway.models import Preset
 from gateway.outputs import OutputStore
@@ -17,3 +18,4 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OUTPUTS = web.AppKey("outputs", OutputStore)
 KEYRING = web.AppKey("keyring", KeyRing)
 SETTINGS = web.AppKey("settings", Settings)
+CATALOG = web.AppKey("catalog", Catalog)

@@ -10,13 +10,13 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel
 
-from gateway.api.records import COVERS_PREFIX, job_record, preset_summary
-from gateway.api.state import DISPATCHER, PRESETS, SETTINGS, STORE
+from gateway.api.records import COVERS_PREFIX, job_record, preset_detail, preset_summary
+from gateway.api.state import CATALOG, DISPATCHER, PRESETS, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
 from gateway.compiler import plan_jobs
 from gateway.errors import JobNotFound, NotFound, PresetNotFound
 from gateway.jobs import Job
-from gateway.models import GenerateRequest, GenerateResponse, Preset, PresetList, QueuedJob
+from gateway.models import CancelledCount, GenerateRequest, GenerateResponse, Preset, PresetList, QueuedJob
 
 RANDOM_SEED_LIMIT = 2**53
 """Random seeds stay below 2^53 so that JavaScript clients read them back exactly."""
@@ -37,6 +37,12 @@ def _preset(request: web.Request) -> Preset:
 async def list_presets(request: web.Request) -> web.Response:
     presets = request.app[PRESETS].values()
     return json_response(PresetList(presets=[preset_summary(p) for p in presets]))
+
+
+async def get_preset(request: web.Request) -> web.Response:
+    """One preset with its parameters' types, defaults, ranges and (from ComfyUI) allowed values."""
+    preset = _preset(request)
+    return json_response(preset_detail(preset, await request.app[CATALOG].object_info()))
 
 
 async def generate(request: web.Request) -> web.Response:
@@ -73,7 +79,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 async def interrupt_all(request: web.Request) -> web.Response:
     """Cancel every waiting and running job."""
     cancelled = await request.app[DISPATCHER].cancel_all()
-    return web.json_response({"cancelled": cancelled})
+    return json_response(CancelledCount(cancelled=cancelled))
 
 
 async def cover(request: web.Request) -> web.FileResponse:
@@ -86,6 +92,7 @@ async def cover(request: web.Request) -> web.FileResponse:
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/v1/presets", list_presets),
+        web.get("/api/v1/presets/{slug}", get_preset),
         web.post("/api/v1/generate/{slug}", generate),
         web.get("/api/v1/job/{job_id}", get_job),
         web.delete("/api/v1/job/{job_id}", cancel_job),
