@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway.api import health, static, v1
+from gateway.api import health, pages, static, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.middleware import auth_middleware, errors_middleware
 from gateway.api.state import CATALOG, DISPATCHER, KEYRING, OUTPUTS, PRESETS, SETTINGS, STORE
@@ -39,6 +39,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     app.add_routes(v1.routes())
     app.add_routes(health.routes())
     app.add_routes(static.routes())
+    app.add_routes(pages.routes())
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         store = await Store.open(settings.database_path)

@@ -153,6 +153,18 @@ class ErrorDetail(BaseModel):
     field: str | None = Field(None, description="The request field at fault, for 400 answers about one field.")
 
 
+class QueuePositionOut(BaseModel):
+    """Data of a job stream's `queue` event."""
+
+    queue_position: int = Field(description="1-based place among waiting jobs.")
+
+
+class PreviewOut(BaseModel):
+    """Data of a job stream's `preview` event."""
+
+    image: str = Field(description="The preview as a data URL (data:image/jpeg;base64,...).")
+
+
 class CancelledCount(BaseModel):
     cancelled: int = Field(description="Jobs that were waiting or running and are now cancelled.")
 
@@ -200,3 +212,34 @@ class Preset(BaseModel):
     """Nodes with a `filename_prefix` input: each job gets its own prefix there."""
     timeout: float | None = None
     """Seconds a job of this preset may run in ComfyUI; None: the gateway's setting."""
+
+
+# Live API shapes (progress, gallery, status) as agreed for the routes being added alongside.
+class JobProgress(BaseModel):
+    step: int
+    total_steps: int
+    percent: float
+    node: str | None
+    node_type: str | None
+
+
+class ImageItem(BaseModel):
+    id: str
+    job_id: str
+    preset: str
+    image_url: str
+    thumb_url: str | None
+    relative_path: str
+    seed: int | None
+    created_at: str
+
+
+class ImageList(BaseModel):
+    images: list[ImageItem]
+    total: int
+
+
+class StatusOut(BaseModel):
+    jobs: dict[str, int]
+    backend: dict[str, str | None]
+    estimates: dict[str, float | None]

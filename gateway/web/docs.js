@@ -1,0 +1,14 @@
+// Swagger UI on the gateway's own OpenAPI document. "Authorize" takes the API key; the key the
+// web page saved (same browser) is filled in already.
+window.addEventListener("load", () => {
+  const ui = SwaggerUIBundle({
+    url: "/api/v1/openapi.json",
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    persistAuthorization: true,
+    tryItOutEnabled: true,
+  });
+  const key = localStorage.getItem("comfy-gateway.api-key");
+  if (key) ui.preauthorizeApiKey("apiKeyHeader", key);
+  window.ui = ui;
+});
