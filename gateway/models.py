@@ -40,7 +40,7 @@ class GenerateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    count: int = Field(1, ge=1, le=MAX_COUNT, description="Number of images (one job each), 1-20.")
+    count: int = Field(1, ge=1, le=MAX_COUNT, description="Number of images (one job each).")
     checkpoint: Text | None = Field(
         None, min_length=1, max_length=500, description="Checkpoint file name as ComfyUI lists it."
     )

@@ -88,7 +88,8 @@ function clearMessage() {
 // ---- presets and their parameters ---------------------------------------------------------------
 
 function initials(name) {
-  return name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0].toUpperCase()).join("");
+  const words = name.match(/[\p{L}\p{N}]+/gu) || ["?"];
+  return words.slice(0, 2).map((w) => w[0].toUpperCase()).join("");
 }
 
 function renderPresets(presets) {
@@ -116,7 +117,8 @@ function humanize(name) {
 
 function rangeText(p) {
   const parts = [];
-  if (p.minimum !== null && p.maximum !== null) parts.push(`${p.minimum}–${p.maximum}`);
+  const bounded = p.maximum !== null && p.maximum <= Number.MAX_SAFE_INTEGER;
+  if (p.minimum !== null && bounded) parts.push(`${p.minimum}–${p.maximum}`);
   else if (p.minimum !== null) parts.push(`at least ${p.minimum}`);
   if (p.multiple_of) parts.push(`multiple of ${p.multiple_of}`);
   return parts.join(", ");
@@ -143,7 +145,8 @@ function parameterField(p) {
     });
   }
   input.dataset.type = p.type;
-  const hint = [p.description, rangeText(p)].filter(Boolean).join(" ");
+  const range = rangeText(p);
+  const hint = [p.description, range && `(${range})`].filter(Boolean).join(" ");
   return el("div", { class: input.tagName === "TEXTAREA" ? "field wide" : "field" },
     el("label", { for: id, text: humanize(p.name) }), input, el("p", { class: "hint", id: hintId, text: hint }));
 }
@@ -197,7 +200,7 @@ async function generate(event) {
   button.disabled = true;
   try {
     const { jobs } = await api("POST", `/api/v1/generate/${encodeURIComponent(slug)}`, requestBody());
-    for (const job of jobs) watchJob(job.job_id, state.detail.name);
+    for (const job of [...jobs].reverse()) watchJob(job.job_id, state.detail.name);  // first on top
   } catch (error) {
     showError(error);
   } finally {
@@ -249,7 +252,7 @@ function showRecord(card, record) {
     showQueue(card, record.queue_position);
   } else if (record.status === "processing") {
     if (record.progress) showProgress(card, record.progress);
-    else card.querySelector(".note").textContent = "Generating";
+    else card.querySelector(".note").textContent = "Starting";
   } else if (record.status === "done") {
     bar.value = 100;
     const seed = record.result?.seed;
