@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from gateway.api import health, static, v1
+from gateway.api import gallery, health, live, static, status, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.middleware import auth_middleware, errors_middleware
-from gateway.api.state import DISPATCHER, KEYRING, OUTPUTS, PRESETS, SETTINGS, STORE
+from gateway.api.state import DISPATCHER, HUB, KEYRING, OUTPUTS, PRESETS, SETTINGS, STORE
 from gateway.comfy.client import ComfyClient
 from gateway.dispatcher import Dispatcher
+from gateway.events import Hub
 from gateway.models import Preset
 from gateway.outputs import OutputStore
 from gateway.presets import load_presets
@@ -34,20 +35,25 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     app[SETTINGS] = settings
     app[PRESETS] = load_presets(settings.presets_path) if presets is None else presets
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-    app[OUTPUTS] = OutputStore(settings.uploads_dir)
-    app.add_routes(v1.routes())
-    app.add_routes(health.routes())
-    app.add_routes(static.routes())
+    app[OUTPUTS] = OutputStore(settings.uploads_dir, thumbs=settings.thumbs_dir)
+    for module in (v1, live, gallery, status, health, static):
+        app.add_routes(module.routes())
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         store = await Store.open(settings.database_path)
         app[STORE] = store
+        hub = app[HUB] = Hub(queue_positions=store.queue_positions)
+        store.listen(hub.jobs_changed)
+        positions = asyncio.create_task(hub.run(), name="queue-positions")
         app[KEYRING] = KeyRing(store=store, extra_key=settings.api_key)
         if not settings.api_key and not await store.list_keys():
             _, key = await create_key(store, "default")
             log.warning("No API key existed, so one was created. Use it as X-API-Key; it is shown only once:\n"
                         "    API key: %s", key)
         yield
+        positions.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await positions
         await store.close()
 
     async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -61,7 +67,8 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
             dispatcher = Dispatcher(
                 store=store, client=client, outputs=app[OUTPUTS], presets=current_presets,
                 max_in_flight=settings.max_in_flight, job_timeout=settings.job_timeout,
-                max_attempts=settings.max_attempts,
+                max_attempts=settings.max_attempts, hub=app[HUB],
+                preview_method=None if settings.preview_method == "none" else settings.preview_method,
             )
             app[DISPATCHER] = dispatcher
             task = asyncio.create_task(dispatcher.run(), name="dispatcher")
@@ -70,6 +77,11 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def close_streams(app: web.Application) -> None:
+        if HUB in app:
+            app[HUB].close()  # event streams end now, not at the shutdown timeout
+
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(dispatcher_ctx)
+    app.on_shutdown.append(close_streams)
     return app

@@ -56,6 +56,13 @@ def _optional(raw: str) -> str | None:
     return raw or None
 
 
+def _preview_method(raw: str) -> str:
+    value = raw.lower()
+    if value not in {"none", "auto", "latent2rgb", "taesd"}:
+        raise ValueError("must be one of none, auto, latent2rgb, taesd")
+    return value
+
+
 def _log_level(raw: str) -> str:
     value = raw.upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -84,6 +91,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Jobs that may wait in the queue; past it `POST /generate` answers 429 with Retry-After."),
     Setting("GATEWAY_MAX_ATTEMPTS", "max_attempts", _positive_int, 3,
             "Times a job is submitted to ComfyUI before a job ComfyUI keeps losing is failed."),
+    Setting("GATEWAY_PREVIEW_METHOD", "preview_method", _preview_method, "latent2rgb",
+            "How ComfyUI draws the live previews of sampler steps: none, latent2rgb (cheap), taesd or auto."),
     Setting("GATEWAY_LOG_LEVEL", "log_level", _log_level, "INFO",
             "Logging level: DEBUG, INFO, WARNING or ERROR."),
 )
@@ -107,6 +116,7 @@ class Settings:
     job_timeout: float = _DEFAULTS["job_timeout"]
     max_queued: int = _DEFAULTS["max_queued"]
     max_attempts: int = _DEFAULTS["max_attempts"]
+    preview_method: str = _DEFAULTS["preview_method"]
     log_level: str = _DEFAULTS["log_level"]
 
     @classmethod
@@ -131,6 +141,10 @@ class Settings:
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.data_dir / "thumbs"
 
 
 def _check_consistency() -> None:

@@ -20,12 +20,12 @@ def test_reads_every_variable() -> None:
     env = {"GATEWAY_COMFYUI_URL": "http://gpu:8188/", "GATEWAY_DATA_DIR": "/srv/d", "GATEWAY_PRESETS": "/p.yaml",
            "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": "8000", "GATEWAY_API_KEY": "k",
            "GATEWAY_MAX_IN_FLIGHT": "3", "GATEWAY_JOB_TIMEOUT": "30", "GATEWAY_LOG_LEVEL": "debug",
-           "GATEWAY_MAX_QUEUED": "50", "GATEWAY_MAX_ATTEMPTS": "5"}
+           "GATEWAY_MAX_QUEUED": "50", "GATEWAY_MAX_ATTEMPTS": "5", "GATEWAY_PREVIEW_METHOD": "TAESD"}
     assert set(env) == {s.env for s in SETTINGS}
     s = Settings.from_env(env)
     assert s == Settings(comfyui_url="http://gpu:8188", data_dir=Path("/srv/d"), presets_path=Path("/p.yaml"),
                          host="127.0.0.1", port=8000, api_key="k", max_in_flight=3, job_timeout=30.0,
-                         log_level="DEBUG", max_queued=50, max_attempts=5)
+                         log_level="DEBUG", max_queued=50, max_attempts=5, preview_method="taesd")
 
 
 @pytest.mark.parametrize(
@@ -37,6 +37,7 @@ def test_reads_every_variable() -> None:
         ({"GATEWAY_MAX_IN_FLIGHT": "0"}, "at least 1"),
         ({"GATEWAY_JOB_TIMEOUT": "-1"}, "greater than 0"),
         ({"GATEWAY_LOG_LEVEL": "loud"}, "DEBUG, INFO"),
+        ({"GATEWAY_PREVIEW_METHOD": "fancy"}, "none, auto, latent2rgb, taesd"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

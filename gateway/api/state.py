@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway.api.auth import KeyRing
 from gateway.dispatcher import Dispatcher
+from gateway.events import Hub
 from gateway.models import Preset
 from gateway.outputs import OutputStore
 from gateway.settings import Settings
@@ -17,3 +18,4 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OUTPUTS = web.AppKey("outputs", OutputStore)
 KEYRING = web.AppKey("keyring", KeyRing)
 SETTINGS = web.AppKey("settings", Settings)
+HUB = web.AppKey("hub", Hub)
