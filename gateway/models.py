@@ -117,6 +117,20 @@ class PresetList(BaseModel):
     presets: list[PresetSummary]
 
 
+ManagedState = Literal["starting", "running", "restarting", "stopped", "failed"]
+
+
+class ManagedComfyUI(BaseModel):
+    """What the gateway's own ComfyUI child process is doing (managed mode only)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: ManagedState
+    message: str
+    restarts: int = Field(0, description="Times the process was started again after it died.")
+    pid: int | None = None
+
+
 class ErrorDetail(BaseModel):
     model_config = ConfigDict(extra="allow")
 
