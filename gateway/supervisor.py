@@ -42,9 +42,15 @@ def comfyui_folders(data_dir: Path) -> dict[str, Path]:
 
 
 def comfyui_command(*, python: Path, port: int, data_dir: Path, extra_args: Sequence[str] = ()) -> list[str]:
-    """The command line that starts ComfyUI's `main.py` (run from the ComfyUI folder)."""
-    folders = [part for flag, path in comfyui_folders(data_dir).items() for part in (flag, str(path))]
-    return [str(python.absolute()), "main.py", "--listen", "127.0.0.1", "--port", str(port), *folders, *extra_args]
+    """The command line that starts ComfyUI's `main.py` (run from the ComfyUI folder).
+
+    Its database goes to its own user folder too: by default ComfyUI keeps it in the ComfyUI
+    folder, which another ComfyUI started from the same folder would share."""
+    folders = comfyui_folders(data_dir)
+    flags = [part for flag, path in folders.items() for part in (flag, str(path))]
+    database = f"sqlite:///{folders['--user-directory'] / 'comfyui.db'}"
+    return [str(python.absolute()), "main.py", "--listen", "127.0.0.1", "--port", str(port), *flags,
+            "--database-url", database, *extra_args]
 
 
 def check_install(comfy_dir: Path, python: Path) -> None:
@@ -120,6 +126,7 @@ class Supervisor:
         _signal_group(proc.pid, signal.SIGKILL)  # whatever it started and left behind
         assert proc.returncode is not None
         self._set("stopped", f"stopped ({describe_exit(proc.returncode)})", pid=None)
+        log.info("ComfyUI %s", self._status.message)
 
     async def _run(self) -> None:
         failures = 0

@@ -193,7 +193,8 @@ def test_the_comfyui_command_line(tmp_path: Path, extra: tuple[str, ...]) -> Non
     assert comfyui_command(python=python, port=8190, data_dir=data, extra_args=extra) == [
         str(python), "main.py", "--listen", "127.0.0.1", "--port", "8190",
         "--output-directory", str(data / "output"), "--temp-directory", str(data / "temp"),
-        "--user-directory", str(data / "user"), "--input-directory", str(data / "input"), *extra]
+        "--user-directory", str(data / "user"), "--input-directory", str(data / "input"),
+        "--database-url", f"sqlite:///{data / 'user' / 'comfyui.db'}", *extra]
 
 
 def test_relative_paths_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
