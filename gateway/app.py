@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
@@ -14,15 +14,17 @@ from aiohttp import web
 from gateway.api import gallery, health, live, static, status, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.middleware import auth_middleware, errors_middleware
-from gateway.api.state import DISPATCHER, HUB, KEYRING, OUTPUTS, PRESETS, SETTINGS, STORE
+from gateway.api.state import DISPATCHER, HUB, KEYRING, OUTPUTS, PRESETS, SETTINGS, STORE, SUPERVISOR
 from gateway.comfy.client import ComfyClient
 from gateway.dispatcher import Dispatcher
+from gateway.errors import ConfigError
 from gateway.events import Hub
 from gateway.models import Preset
 from gateway.outputs import OutputStore
 from gateway.presets import load_presets
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.supervisor import Supervisor, check_install, comfyui_command, comfyui_folders
 
 log = logging.getLogger("gateway")
 
@@ -82,6 +84,35 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
             app[HUB].close()  # event streams end now, not at the shutdown timeout
 
     app.cleanup_ctx.append(store_ctx)
+    if settings.comfyui_managed:
+        app.cleanup_ctx.append(_managed_comfyui_ctx(settings))
     app.cleanup_ctx.append(dispatcher_ctx)
     app.on_shutdown.append(close_streams)
     return app
+
+
+def _managed_comfyui_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Run ComfyUI as the gateway's child (GATEWAY_COMFYUI_MANAGED=1), up before the dispatcher."""
+    check_install(settings.comfyui_dir, settings.comfyui_python)
+    if settings.comfyui_url != settings.managed_comfyui_url:
+        raise ConfigError(f"the managed ComfyUI answers at {settings.managed_comfyui_url}, "
+                          f"not at GATEWAY_COMFYUI_URL={settings.comfyui_url}")
+    data_dir = settings.comfyui_data_dir
+
+    async def comfyui_ctx(app: web.Application) -> AsyncIterator[None]:
+        for folder in comfyui_folders(data_dir).values():
+            folder.mkdir(parents=True, exist_ok=True)
+        supervisor = Supervisor(
+            command=comfyui_command(python=settings.comfyui_python, port=settings.comfyui_port,
+                                    data_dir=data_dir, extra_args=settings.comfyui_args or ()),
+            cwd=settings.comfyui_dir, health_url=f"{settings.managed_comfyui_url}/system_stats",
+            log_path=data_dir / "comfyui.log",
+        )
+        app[SUPERVISOR] = supervisor
+        supervisor.start()
+        log.info("running ComfyUI from %s on %s; its output goes to %s",
+                 settings.comfyui_dir, settings.managed_comfyui_url, supervisor.log_path)
+        yield
+        await supervisor.stop()
+
+    return comfyui_ctx

@@ -160,6 +160,8 @@ class StatusOut(BaseModel):
     jobs: JobCountsOut
     backend: BackendOut
     estimates: EstimatesOut
+    managed_comfyui: ManagedComfyUI | None = Field(
+        None, description="The ComfyUI process the gateway runs itself (GATEWAY_COMFYUI_MANAGED=1); else null.")
 
 
 class PresetSummary(BaseModel):
@@ -174,6 +176,20 @@ class PresetSummary(BaseModel):
 
 class PresetList(BaseModel):
     presets: list[PresetSummary]
+
+
+ManagedState = Literal["starting", "running", "restarting", "stopped", "failed"]
+
+
+class ManagedComfyUI(BaseModel):
+    """What the gateway's own ComfyUI child process is doing (managed mode only)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: ManagedState
+    message: str
+    restarts: int = Field(0, description="Times the process was started again after it died.")
+    pid: int | None = None
 
 
 class ErrorDetail(BaseModel):

@@ -11,6 +11,7 @@ from gateway.models import Preset
 from gateway.outputs import OutputStore
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.supervisor import Supervisor
 
 STORE = web.AppKey("store", Store)
 PRESETS = web.AppKey("presets", dict[str, Preset])
@@ -19,3 +20,5 @@ OUTPUTS = web.AppKey("outputs", OutputStore)
 KEYRING = web.AppKey("keyring", KeyRing)
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+"""Present only when the gateway runs ComfyUI itself (GATEWAY_COMFYUI_MANAGED=1)."""
