@@ -7,8 +7,9 @@ Modules, one job each (imports only go down this list):
     compiler, jobs          request -> prompts; the job state machine (pure)
     parameters              a preset's parameters described for clients (pure)
     comfy.protocol, keys    ComfyUI frames and answers parsed (pure); API key hashing (pure)
-    comfy.client, store,    ComfyUI over HTTP + websocket; SQLite; result files
-      outputs
+    backoff                 when to start a dead process again (pure)
+    comfy.client, store,    ComfyUI over HTTP + websocket; SQLite; result files;
+      outputs, supervisor   ComfyUI as a child process (managed mode)
     dispatcher, check       feeds ComfyUI from the queue and settles jobs; `check` command
     catalog                 ComfyUI's /object_info, cached briefly
     api                     aiohttp handlers and middlewares; api.openapi describes them

@@ -87,6 +87,16 @@ class JobResult(BaseModel):
     seed: int | None
 
 
+class JobProgress(BaseModel):
+    """Where a processing job is: the node ComfyUI runs, and its sampler steps if it has them."""
+
+    step: int = Field(description="Steps done by the node that last reported steps (a sampler); 0 before any.")
+    total_steps: int = Field(description="Steps that node has in all; 0 before any node reported steps.")
+    percent: float = Field(description="step / total_steps, in percent.")
+    node: str | None = Field(description="Id of the node ComfyUI is executing.")
+    node_type: str | None = Field(description="Its class, e.g. KSampler.")
+
+
 class JobRecord(BaseModel):
     """`GET /api/v1/job/<id>`: the GAZE fields first, then additions."""
 
@@ -101,6 +111,57 @@ class JobRecord(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    queue_position: int | None = Field(None, description="1-based place in the queue while pending.")
+    progress: JobProgress | None = Field(None, description="Live progress while processing.")
+
+
+class ImageItem(BaseModel):
+    """One result image in the gallery."""
+
+    id: str
+    job_id: str
+    preset: str
+    image_url: str
+    thumb_url: str | None
+    relative_path: str
+    seed: int | None
+    created_at: str
+
+
+class ImageList(BaseModel):
+    images: list[ImageItem]
+    total: int = Field(description="Images matching the filter, in all.")
+
+
+class JobCountsOut(BaseModel):
+    waiting: int = Field(description="Jobs not started yet (in the gateway's queue or ComfyUI's).")
+    running: int
+    done_last_hour: int
+    failed_last_hour: int
+
+
+class BackendOut(BaseModel):
+    url: str
+    state: Literal["idle", "loading", "running", "errored", "unreachable"]
+    message: str = Field(description="What the state means now, for people.")
+    version: str | None = Field(description="ComfyUI's version, once it has answered.")
+    loaded_checkpoint: str | None = Field(description="The checkpoint ComfyUI last loaded for a job, if known.")
+    model_swaps: int = Field(description="Checkpoint changes since the gateway started.")
+
+
+class EstimatesOut(BaseModel):
+    job_seconds: float | None = Field(description="Median run time of recent jobs.")
+    wait_seconds: float | None = Field(description="Expected wait before a job submitted now starts.")
+
+
+class StatusOut(BaseModel):
+    """`GET /api/v1/status`."""
+
+    jobs: JobCountsOut
+    backend: BackendOut
+    estimates: EstimatesOut
+    managed_comfyui: ManagedComfyUI | None = Field(
+        None, description="The ComfyUI process the gateway runs itself (GATEWAY_COMFYUI_MANAGED=1); else null.")
 
 
 class PresetInfo(BaseModel):
@@ -143,6 +204,20 @@ class PresetDetail(PresetInfo):
     """`GET /api/v1/presets/<slug>`: the summary fields, with each parameter described."""
 
     parameters: list[ParameterInfo]
+
+
+ManagedState = Literal["starting", "running", "restarting", "stopped", "failed"]
+
+
+class ManagedComfyUI(BaseModel):
+    """What the gateway's own ComfyUI child process is doing (managed mode only)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: ManagedState
+    message: str
+    restarts: int = Field(0, description="Times the process was started again after it died.")
+    pid: int | None = None
 
 
 class ErrorDetail(BaseModel):
@@ -212,34 +287,3 @@ class Preset(BaseModel):
     """Nodes with a `filename_prefix` input: each job gets its own prefix there."""
     timeout: float | None = None
     """Seconds a job of this preset may run in ComfyUI; None: the gateway's setting."""
-
-
-# Live API shapes (progress, gallery, status) as agreed for the routes being added alongside.
-class JobProgress(BaseModel):
-    step: int
-    total_steps: int
-    percent: float
-    node: str | None
-    node_type: str | None
-
-
-class ImageItem(BaseModel):
-    id: str
-    job_id: str
-    preset: str
-    image_url: str
-    thumb_url: str | None
-    relative_path: str
-    seed: int | None
-    created_at: str
-
-
-class ImageList(BaseModel):
-    images: list[ImageItem]
-    total: int
-
-
-class StatusOut(BaseModel):
-    jobs: dict[str, int]
-    backend: dict[str, str | None]
-    estimates: dict[str, float | None]

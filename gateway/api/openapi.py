@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from gateway.api.auth import HEADER, QUERY
+from gateway.api.gallery import MAX_LIMIT
 from gateway.errors import GatewayError
 from gateway.models import (
     CancelledCount,
@@ -110,7 +111,7 @@ OPERATIONS: tuple[Operation, ...] = (
               {200: CancelledCount}),
     Operation("get", "/api/v1/images", "listImages", "The gallery: result images, newest first", "images",
               {200: ImageList}, errors=(400,),
-              params=(Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+              params=(Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50},
                             "Images per page."),
                       Param("offset", "query", {"type": "integer", "minimum": 0, "default": 0},
                             "Images to skip."),

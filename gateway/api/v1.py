@@ -11,10 +11,11 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from gateway.api.records import COVERS_PREFIX, job_record, preset_detail, preset_summary
-from gateway.api.state import CATALOG, DISPATCHER, PRESETS, SETTINGS, STORE
+from gateway.api.state import CATALOG, DISPATCHER, HUB, PRESETS, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
 from gateway.compiler import plan_jobs
 from gateway.errors import JobNotFound, NotFound, PresetNotFound
+from gateway.events import Progress
 from gateway.jobs import Job
 from gateway.models import CancelledCount, GenerateRequest, GenerateResponse, Preset, PresetList, QueuedJob
 
@@ -59,15 +60,21 @@ async def generate(request: web.Request) -> web.Response:
     return json_response(GenerateResponse(jobs=[QueuedJob(job_id=j.id) for j in jobs]), status=202)
 
 
-def _record_of(job: Job | None, job_id: str) -> web.Response:
+def _record_of(job: Job | None, job_id: str, *, queue_position: int | None = None,
+               progress: Progress | None = None) -> web.Response:
     if job is None:
         raise JobNotFound(f"no job with id '{job_id}'", job_id=job_id)
-    return json_response(job_record(job))
+    return json_response(job_record(job, queue_position=queue_position, progress=progress))
 
 
 async def get_job(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
-    return _record_of(await request.app[STORE].get(job_id), job_id)
+    store = request.app[STORE]
+    job = await store.get(job_id)
+    if job is None or job.gaze_status != "pending":
+        return _record_of(job, job_id, progress=request.app[HUB].progress(job_id))
+    position = (await store.queue_positions([job_id])).get(job_id)
+    return _record_of(job, job_id, queue_position=position)
 
 
 async def cancel_job(request: web.Request) -> web.Response:
