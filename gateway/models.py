@@ -6,7 +6,7 @@ The field names of the GAZE v1 contract are kept exactly; extra fields are addit
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -115,6 +115,46 @@ class PresetSummary(BaseModel):
 
 class PresetList(BaseModel):
     presets: list[PresetSummary]
+
+
+SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+Binding = str | list[str]
+
+
+class PresetChange(BaseModel):
+    """Body of `PATCH /api/v1/presets/<slug>`: the fields given replace the preset's; `null`
+    removes an optional one (description, defaults, params, timeout, cover)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Text | None = Field(None, min_length=1, max_length=200, description="Shown to people.")
+    description: Text | None = Field(None, max_length=2000)
+    workflow: dict[str, Any] | None = Field(
+        None, description="The workflow: API format (Export (API)) or the editor's saved format.")
+    defaults: dict[str, str | int | float] | None = Field(None, description="Parameter values used when a "
+                                                          "request gives none.")
+    params: dict[str, Binding] | None = Field(None, description="Parameter bindings: name -> '<node id or "
+                                              "title>.<input>' (or a list of them).")
+    timeout: float | None = Field(None, gt=0, description="Seconds a job of this preset may run in ComfyUI.")
+    cover: str | None = Field(None, max_length=1_400_000, description="Cover image (PNG, JPEG or WebP), "
+                              "base64 or a data: URL.")
+
+
+class PresetCreate(PresetChange):
+    """Body of `POST /api/v1/presets`."""
+
+    slug: str = Field(pattern=SLUG_PATTERN, description="1-64 letters, digits, '_' or '-'.")
+    name: Text = Field(min_length=1, max_length=200)
+    workflow: dict[str, Any]
+
+
+class PresetCopy(BaseModel):
+    """Body of `POST /api/v1/presets/<slug>/duplicate`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    slug: str = Field(pattern=SLUG_PATTERN, description="Slug of the copy.")
+    name: Text | None = Field(None, min_length=1, max_length=200, description="Default: '<name> (copy)'.")
 
 
 class ErrorDetail(BaseModel):

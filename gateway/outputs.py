@@ -7,10 +7,11 @@ since they are served without a key, one name says nothing about any other.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import time
 from pathlib import Path, PurePosixPath
+
+from gateway.atomic import write_atomic
 
 STATIC_PREFIX = "/static/uploads"
 _EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
@@ -36,19 +37,5 @@ class OutputStore:
         if ext not in _EXTENSIONS:
             ext = ".png"
         relative = f"presets/{slug}/gen_{int(time.time())}_{secrets.token_hex(12)}{ext}"
-        await asyncio.to_thread(self._write, self.root / relative, data)
+        await asyncio.to_thread(write_atomic, self.root / relative, data)
         return relative
-
-    @staticmethod
-    def _write(target: Path, data: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise

@@ -132,6 +132,11 @@ class Settings:
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
 
+    @property
+    def object_info_cache(self) -> Path:
+        """The last `/object_info` fetched from ComfyUI, used to convert editor-format workflows."""
+        return self.data_dir / "object_info.json"
+
 
 def _check_consistency() -> None:
     attrs = {f.name for f in fields(Settings)}

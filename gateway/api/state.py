@@ -8,6 +8,7 @@ from gateway.api.auth import KeyRing
 from gateway.dispatcher import Dispatcher
 from gateway.models import Preset
 from gateway.outputs import OutputStore
+from gateway.preset_registry import PresetRegistry
 from gateway.settings import Settings
 from gateway.store import Store
 
@@ -17,3 +18,4 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OUTPUTS = web.AppKey("outputs", OutputStore)
 KEYRING = web.AppKey("keyring", KeyRing)
 SETTINGS = web.AppKey("settings", Settings)
+REGISTRY = web.AppKey("registry", PresetRegistry)
