@@ -58,7 +58,8 @@ async def test_check_reports_editor_workflows_it_cannot_convert(capsys: pytest.C
     broken = {"nodes": [{"id": 7, "type": "NoSuchNode", "mode": 0}], "links": []}
     (tmp_path / "ok.json").write_text(json.dumps(editor))
     (tmp_path / "bad.json").write_text(json.dumps(broken))
-    (tmp_path / "presets.yaml").write_text("ok:\n  name: OK\n  workflow: ok.json\nbad:\n  name: Bad\n  workflow: bad.json\n")
+    (tmp_path / "presets.yaml").write_text("ok:\n  name: OK\n  workflow: ok.json\n"
+                                           "bad:\n  name: Bad\n  workflow: bad.json\n")
     settings = Settings(comfyui_url="http://127.0.0.1:9", presets_path=tmp_path / "presets.yaml",
                         data_dir=tmp_path / "data")
     assert await run_check(settings, offline=True) == 1
