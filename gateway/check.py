@@ -9,23 +9,12 @@ from typing import Any
 import aiohttp
 
 from gateway.bindings import is_link
+from gateway.choices import combo_choices, shown
 from gateway.comfy.client import ComfyClient
 from gateway.errors import ComfyUnavailable, ConfigError
 from gateway.models import Preset
 from gateway.presets import read_presets
 from gateway.settings import Settings
-
-
-def _choices(spec: object) -> list[Any] | None:
-    """The allowed values of a combo input in /object_info (both the old and the new form)."""
-    if not isinstance(spec, list) or not spec:
-        return None
-    if isinstance(spec[0], list):
-        return spec[0]
-    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], Mapping):
-        options = spec[1].get("options")
-        return list(options) if isinstance(options, list) else None
-    return None
 
 
 def problems_against(preset: Preset, object_info: Mapping[str, Any]) -> list[str]:
@@ -47,11 +36,10 @@ def problems_against(preset: Preset, object_info: Mapping[str, Any]) -> list[str
         inputs = node.get("inputs")
         for name, value in (inputs.items() if isinstance(inputs, Mapping) else ()):
             value = prompt_values.get(f"{node_id}.{name}", value)
-            choices = _choices(spec_inputs.get(name))
+            choices = combo_choices(spec_inputs.get(name))
             if choices is not None and not is_link(value) and value not in choices:
-                shown = ", ".join(map(str, choices[:8])) + (", ..." if len(choices) > 8 else "")
                 found.append(f"node {node_id} ({class_type}) input {name!r}: {value!r} is not available "
-                             f"on this ComfyUI (choices: {shown or 'none'})")
+                             f"on this ComfyUI (choices: {shown(choices)})")
     return found
 
 

@@ -35,6 +35,18 @@ def _printable(value: str) -> str:
 Text = Annotated[str, AfterValidator(_printable)]
 
 
+MAX_LORAS = 8
+
+
+class LoraRequest(BaseModel):
+    """One LoRA applied to the checkpoint's model and CLIP."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: Text = Field(min_length=1, max_length=500, description="LoRA file name as ComfyUI lists it.")
+    strength: float = Field(1.0, ge=-10, le=10, description="Strength for both model and CLIP.")
+
+
 class GenerateRequest(BaseModel):
     """Body of `POST /api/v1/generate/<slug>`. Every field is optional; unknown fields are refused."""
 
@@ -51,6 +63,14 @@ class GenerateRequest(BaseModel):
     )
     width: int | None = Field(None, ge=8, le=MAX_SIDE, multiple_of=8, description="Width in pixels.")
     height: int | None = Field(None, ge=8, le=MAX_SIDE, multiple_of=8, description="Height in pixels.")
+    steps: int | None = Field(None, ge=1, le=200, description="Sampler steps.")
+    cfg: float | None = Field(None, ge=0, le=50, description="Classifier-free guidance scale.")
+    sampler: Text | None = Field(None, min_length=1, max_length=100, description="Sampler name, e.g. euler.")
+    scheduler: Text | None = Field(None, min_length=1, max_length=100, description="Scheduler name, e.g. karras.")
+    denoise: float | None = Field(None, ge=0, le=1, description="Denoising strength, 0-1.")
+    batch: int | None = Field(None, ge=1, le=16, description="Images per job (the empty latent's batch size).")
+    loras: list[LoraRequest] = Field(default_factory=list, max_length=MAX_LORAS,
+                                     description="LoRAs to apply, in order.")
 
     @model_validator(mode="after")
     def _check_combinations(self) -> GenerateRequest:

@@ -17,11 +17,11 @@ LAYERS = {
     "gateway.jobs": 2, "gateway.comfy.protocol": 2, "gateway.keys": 2,
     "gateway.comfy.client": 3, "gateway.store": 3, "gateway.outputs": 3,
     "gateway.dispatcher": 4, "gateway.check": 4, "gateway.preset_registry": 4,
-    "gateway.editor": 2, "gateway.atomic": 2, "gateway.preset_files": 3,
+    "gateway.editor": 2, "gateway.atomic": 2, "gateway.loras": 2, "gateway.choices": 2, "gateway.preset_files": 3,
     "gateway.app": 6, "gateway.__main__": 7,
 }
-PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compiler", "gateway.jobs", "gateway.editor",
-        "gateway.comfy.protocol", "gateway.keys"}
+PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compiler", "gateway.jobs",
+        "gateway.comfy.protocol", "gateway.keys", "gateway.editor", "gateway.loras", "gateway.choices"}
 IO_LIBRARIES = {"aiohttp", "aiosqlite", "httpx", "websockets", "sqlite3", "asyncio", "os"}
 
 

@@ -26,6 +26,10 @@ _MESSAGES = {
     "dict_type": "must be an object",
     "float_type": "must be a number",
     "greater_than": "must be greater than {gt}",
+    "list_type": "must be a list",
+    "too_long": "must have at most {max_length} items",
+    "model_type": "must be an object",
+    "missing": "is required",
 }
 
 
