@@ -9,6 +9,7 @@ from gateway.dispatcher import Dispatcher
 from gateway.events import Hub
 from gateway.models import Preset
 from gateway.outputs import OutputStore
+from gateway.preset_registry import PresetRegistry
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.supervisor import Supervisor
@@ -22,3 +23,4 @@ SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 """Present only when the gateway runs ComfyUI itself (GATEWAY_COMFYUI_MANAGED=1)."""
+REGISTRY = web.AppKey("registry", PresetRegistry)

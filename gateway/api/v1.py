@@ -11,8 +11,9 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from gateway.api.records import COVERS_PREFIX, job_record, preset_summary
-from gateway.api.state import DISPATCHER, HUB, PRESETS, SETTINGS, STORE
+from gateway.api.state import DISPATCHER, HUB, PRESETS, REGISTRY, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
+from gateway.choices import unknown_name
 from gateway.compiler import plan_jobs
 from gateway.errors import JobNotFound, NotFound, PresetNotFound
 from gateway.events import Progress
@@ -43,6 +44,11 @@ async def list_presets(request: web.Request) -> web.Response:
 async def generate(request: web.Request) -> web.Response:
     preset = _preset(request)
     body = parse(GenerateRequest, await read_json_object(request))
+    registry = request.app[REGISTRY]
+    if unknown_name(body, registry.object_info) is not None:  # maybe new on the server: ask once more
+        problem = unknown_name(body, await registry.fresh_object_info())
+        if problem is not None:
+            raise problem
     now = time.time()
     jobs = [
         Job(id=str(uuid.uuid4()), preset=preset.slug, label=f"Preset: {preset.name}", params=params,
