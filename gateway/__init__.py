@@ -11,7 +11,6 @@ Modules, one job each (imports only go down this list):
     comfy.client, store,    ComfyUI over HTTP + websocket; SQLite; result files;
       outputs, supervisor   ComfyUI as a child process (managed mode)
     dispatcher, check       feeds ComfyUI from the queue and settles jobs; `check` command
-    catalog                 ComfyUI's /object_info, cached briefly
     api                     aiohttp handlers and middlewares; api.openapi describes them
     web/                    the web page and the docs page (static files)
     app                     create_app(): the one wiring place

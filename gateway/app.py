@@ -11,18 +11,17 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
-from gateway.api import gallery, health, live, pages, static, status, v1
+from gateway.api import gallery, health, live, pages, preset_admin, static, status, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.middleware import auth_middleware, errors_middleware
-from gateway.api.state import CATALOG, DISPATCHER, HUB, KEYRING, OUTPUTS, PRESETS, SETTINGS, STORE, SUPERVISOR
-from gateway.catalog import Catalog
+from gateway.api.state import DISPATCHER, HUB, KEYRING, OUTPUTS, PRESETS, REGISTRY, SETTINGS, STORE, SUPERVISOR
 from gateway.comfy.client import ComfyClient
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
 from gateway.events import Hub
 from gateway.models import Preset
 from gateway.outputs import OutputStore
-from gateway.presets import load_presets
+from gateway.preset_registry import PresetRegistry
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.supervisor import Supervisor, check_install, comfyui_command, comfyui_folders
@@ -33,13 +32,20 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) -> web.Application:
-    """Build the aiohttp application. Presets are loaded from settings unless given."""
+    """Build the aiohttp application. Presets are loaded from settings (and follow changes to the
+    files) unless given."""
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
-    app[PRESETS] = load_presets(settings.presets_path) if presets is None else presets
+    registry = PresetRegistry(presets_path=settings.presets_path, cache_path=settings.object_info_cache)
+    if presets is None:
+        registry.load()
+    else:
+        registry.presets.update(presets)
+    app[REGISTRY] = registry
+    app[PRESETS] = registry.presets
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     app[OUTPUTS] = OutputStore(settings.uploads_dir, thumbs=settings.thumbs_dir)
-    for module in (v1, live, gallery, status, health, static, pages):
+    for module in (v1, preset_admin, live, gallery, status, health, static, pages):
         app.add_routes(module.routes())
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -74,7 +80,6 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
                 preview_method=None if settings.preview_method == "none" else settings.preview_method,
             )
             app[DISPATCHER] = dispatcher
-            app[CATALOG] = Catalog(fetch=client.object_info)
             task = asyncio.create_task(dispatcher.run(), name="dispatcher")
             yield
             task.cancel()
@@ -85,9 +90,24 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
         if HUB in app:
             app[HUB].close()  # event streams end now, not at the shutdown timeout
 
+    async def presets_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            client = ComfyClient(base_url=settings.comfyui_url, session=session, client_id="comfy-gateway-presets")
+            registry.fetch_object_info = client.object_info
+            tasks = [asyncio.create_task(registry.keep_object_info(), name="object-info")]
+            if presets is None:
+                tasks.append(asyncio.create_task(registry.watch(), name="presets-watch"))
+            yield
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
     app.cleanup_ctx.append(store_ctx)
     if settings.comfyui_managed:
         app.cleanup_ctx.append(_managed_comfyui_ctx(settings))
+    app.cleanup_ctx.append(presets_ctx)
     app.cleanup_ctx.append(dispatcher_ctx)
     app.on_shutdown.append(close_streams)
     return app

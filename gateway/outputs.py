@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
 import secrets
 import time
 from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
+
+from gateway.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class OutputStore:
         thumb = str(PurePosixPath(relative_path).with_suffix(".webp"))
         try:
             encoded = await asyncio.to_thread(_thumbnail, data)
-            await asyncio.to_thread(self._write, self.thumbs / thumb, encoded)
+            await asyncio.to_thread(write_atomic, self.thumbs / thumb, encoded)
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
             log.warning("no thumbnail for %s: %s", relative_path, exc)
             return None
@@ -62,22 +63,8 @@ class OutputStore:
         if ext not in _EXTENSIONS:
             ext = ".png"
         relative = f"presets/{slug}/gen_{int(time.time())}_{secrets.token_hex(12)}{ext}"
-        await asyncio.to_thread(self._write, self.root / relative, data)
+        await asyncio.to_thread(write_atomic, self.root / relative, data)
         return relative
-
-    @staticmethod
-    def _write(target: Path, data: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
 
 def _thumbnail(data: bytes) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from gateway.choices import input_choices
 from gateway.models import GenerateRequest, ParameterInfo, Preset
 
 FIELD_PARAMS: dict[str, str | None] = {"count": None, "extra_positive": "positive", "extra_negative": "negative"}
@@ -23,38 +24,13 @@ RANDOM_WHEN_ABSENT = frozenset({"seed"})
 _SCALARS = ("integer", "number", "string")
 
 
-def combo_choices(spec: object) -> list[Any] | None:
-    """The allowed values of a combo input in `/object_info` (both the old and the new form)."""
-    if not isinstance(spec, list) or not spec:
-        return None
-    if isinstance(spec[0], list):
-        return spec[0]
-    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], Mapping):
-        options = spec[1].get("options")
-        return list(options) if isinstance(options, list) else None
-    return None
-
-
-def input_spec(object_info: Mapping[str, Any], class_type: str, input_name: str) -> object:
-    """The `/object_info` spec of one input of a node class, or None if ComfyUI has no such input."""
-    info = object_info.get(class_type)
-    if not isinstance(info, Mapping):
-        return None
-    inputs = info.get("input")
-    for group in ("required", "optional"):
-        specs = inputs.get(group) if isinstance(inputs, Mapping) else None
-        if isinstance(specs, Mapping) and input_name in specs:
-            return specs[input_name]
-    return None
-
-
 def allowed_values(preset: Preset, param: str, object_info: Mapping[str, Any] | None) -> list[Any] | None:
     """What ComfyUI offers for a parameter: the choices of the first bound input that has some."""
     if object_info is None:
         return None
     for ref in preset.bindings.get(param, ()):
         class_type = str(preset.graph[ref.node_id].get("class_type"))
-        choices = combo_choices(input_spec(object_info, class_type, ref.input))
+        choices = input_choices(object_info, class_type, ref.input)
         if choices is not None:
             return choices
     return None

@@ -189,6 +189,11 @@ class Settings:
         """Managed mode: ComfyUI's output, temp, user and input folders and its log live here."""
         return self.data_dir / "comfyui"
 
+    @property
+    def object_info_cache(self) -> Path:
+        """The last `/object_info` fetched from ComfyUI, used to convert editor-format workflows."""
+        return self.data_dir / "object_info.json"
+
 
 def _check_consistency() -> None:
     attrs = {f.name for f in fields(Settings)}

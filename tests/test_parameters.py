@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from gateway.models import MAX_COUNT, MAX_SIDE
-from gateway.parameters import combo_choices, describe
+from gateway.parameters import describe
 from gateway.presets import load_presets
 from tests.helpers import DATA, ROOT, load_json
 
@@ -24,26 +24,11 @@ def with_checkpoints(names: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("spec", "choices"),
-    [
-        ([["a", "b"]], ["a", "b"]),
-        ([["a"], {"default": "a"}], ["a"]),
-        (["COMBO", {"options": ["x", "y"]}], ["x", "y"]),
-        (["COMBO", {}], None),
-        (["INT", {"default": 1, "min": 0}], None),
-        ([], None),
-        (None, None),
-    ],
-)
-def test_combo_choices(spec: object, choices: list[str] | None) -> None:
-    assert combo_choices(spec) == choices
-
-
-@pytest.mark.parametrize(
     ("slug", "names"),
     [
-        ("example_01", ["count", "seed", "width", "height"]),
-        ("sd15", ["count", "checkpoint", "extra_positive", "extra_negative", "seed", "width", "height"]),
+        ("example_01", ["count", "seed", "width", "height", "batch"]),
+        ("sd15", ["count", "checkpoint", "extra_positive", "extra_negative", "seed", "width", "height", "steps",
+                  "cfg", "sampler", "scheduler", "denoise", "batch"]),
     ],
 )
 def test_only_what_the_preset_offers_is_described(slug: str, names: list[str]) -> None:
@@ -77,13 +62,19 @@ def test_without_comfyui_there_are_no_allowed_values() -> None:
 
 
 def test_allowed_values_follow_the_bound_input() -> None:
-    class WithSampler(BaseModel):
-        sampler: str | None = Field(None, description="Sampler name.")
-        scheduler: str | None = Field(None, description="Scheduler name.")
-        webhook_url: str | None = None  # sets no preset parameter: not described
-
-    described = {p.name: p for p in describe(PRESETS["sd15"], OBJECT_INFO, WithSampler)}
-    assert set(described) == {"sampler", "scheduler"}
+    described = {p.name: p for p in describe(PRESETS["sd15"], OBJECT_INFO)}
     assert described["sampler"].default == "euler" and described["sampler"].bound_to == ["3.sampler_name"]
     assert described["sampler"].allowed == OBJECT_INFO["KSampler"]["input"]["required"]["sampler_name"][0]
     assert "karras" in (described["scheduler"].allowed or [])
+    assert described["cfg"].type == "number" and described["steps"].allowed is None
+
+
+def test_fields_that_set_no_preset_parameter_are_not_described() -> None:
+    class Request(BaseModel):
+        count: int = Field(1, ge=1)
+        webhook_url: str | None = None
+        loras: list[str] = Field(default_factory=list)
+        steps: int | None = Field(None, ge=1)
+
+    assert [p.name for p in describe(PRESETS["example_01"], None, Request)] == ["count"]
+    assert [p.name for p in describe(PRESETS["sd15"], None, Request)] == ["count", "steps"]

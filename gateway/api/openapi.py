@@ -28,8 +28,13 @@ from gateway.models import (
     ImageList,
     JobProgress,
     JobRecord,
+    PresetChange,
+    PresetCopy,
+    PresetCreate,
+    PresetDeleted,
     PresetDetail,
     PresetList,
+    PresetSummary,
     PreviewOut,
     QueuePositionOut,
     StatusOut,
@@ -58,7 +63,7 @@ class Stream:
 
 @dataclass(frozen=True)
 class Operation:
-    method: Literal["get", "post", "delete"]
+    method: Literal["get", "post", "patch", "delete"]
     path: str
     operation_id: str
     summary: str
@@ -85,6 +90,18 @@ OPERATIONS: tuple[Operation, ...] = (
               {200: PresetDetail}, errors=(404,), params=(SLUG,),
               description="Types, defaults, ranges and where each parameter is bound in the workflow; allowed "
                           "values (checkpoints, samplers, ...) when ComfyUI answers its `/object_info`."),
+    Operation("post", "/api/v1/presets", "createPreset", "Create a preset", "presets", {201: PresetSummary},
+              errors=(400, 409, 413, 503), body=PresetCreate,
+              description="Written to presets.yaml, workflows/ and covers/; live at once. An editor-format "
+                          "workflow needs ComfyUI to answer (503 otherwise)."),
+    Operation("post", "/api/v1/presets/{slug}/duplicate", "duplicatePreset", "Copy a preset under a new slug",
+              "presets", {201: PresetSummary}, errors=(400, 404, 409), body=PresetCopy, params=(SLUG,)),
+    Operation("patch", "/api/v1/presets/{slug}", "changePreset", "Change a preset", "presets",
+              {200: PresetSummary}, errors=(400, 404, 413, 503), body=PresetChange, params=(SLUG,),
+              description="The fields given replace the preset's (`defaults` and `params` as a whole); "
+                          "`null` removes an optional one."),
+    Operation("delete", "/api/v1/presets/{slug}", "deletePreset", "Delete a preset", "presets",
+              {200: PresetDeleted}, errors=(404,), params=(SLUG,)),
     Operation("post", "/api/v1/generate/{slug}", "generate", "Queue images of a preset", "jobs",
               {202: GenerateResponse}, errors=(400, 404, 413, 429, 503), body=GenerateRequest, params=(SLUG,),
               description="One job per image. Every body field is optional; an empty body uses the preset's "

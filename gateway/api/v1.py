@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -11,14 +12,17 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from gateway.api.records import COVERS_PREFIX, job_record, preset_detail, preset_summary
-from gateway.api.state import CATALOG, DISPATCHER, HUB, PRESETS, SETTINGS, STORE
+from gateway.api.state import DISPATCHER, HUB, PRESETS, REGISTRY, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
+from gateway.choices import unknown_name
 from gateway.compiler import plan_jobs
 from gateway.errors import JobNotFound, NotFound, PresetNotFound
 from gateway.events import Progress
 from gateway.jobs import Job
 from gateway.models import CancelledCount, GenerateRequest, GenerateResponse, Preset, PresetList, QueuedJob
 
+OBJECT_INFO_WAIT = 2.0
+"""Seconds the preset detail waits for a fresh /object_info before answering with the one kept."""
 RANDOM_SEED_LIMIT = 2**53
 """Random seeds stay below 2^53 so that JavaScript clients read them back exactly."""
 
@@ -43,12 +47,23 @@ async def list_presets(request: web.Request) -> web.Response:
 async def get_preset(request: web.Request) -> web.Response:
     """One preset with its parameters' types, defaults, ranges and (from ComfyUI) allowed values."""
     preset = _preset(request)
-    return json_response(preset_detail(preset, await request.app[CATALOG].object_info()))
+    registry = request.app[REGISTRY]
+    try:
+        async with asyncio.timeout(OBJECT_INFO_WAIT):
+            object_info = await registry.fresh_object_info()
+    except TimeoutError:  # a hung ComfyUI: answer with what was fetched before
+        object_info = registry.object_info
+    return json_response(preset_detail(preset, object_info))
 
 
 async def generate(request: web.Request) -> web.Response:
     preset = _preset(request)
     body = parse(GenerateRequest, await read_json_object(request))
+    registry = request.app[REGISTRY]
+    if unknown_name(body, registry.object_info) is not None:  # maybe new on the server: ask once more
+        problem = unknown_name(body, await registry.fresh_object_info())
+        if problem is not None:
+            raise problem
     now = time.time()
     jobs = [
         Job(id=str(uuid.uuid4()), preset=preset.slug, label=f"Preset: {preset.name}", params=params,

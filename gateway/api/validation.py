@@ -22,6 +22,14 @@ _MESSAGES = {
     "string_too_short": "must not be empty",
     "string_too_long": "must be at most {max_length} characters",
     "extra_forbidden": "is not a known field",
+    "string_pattern_mismatch": "must match {pattern}",
+    "dict_type": "must be an object",
+    "float_type": "must be a number",
+    "greater_than": "must be greater than {gt}",
+    "list_type": "must be a list",
+    "too_long": "must have at most {max_length} items",
+    "model_type": "must be an object",
+    "missing": "is required",
 }
 
 
