@@ -1,19 +1,26 @@
-"""Result files under the uploads folder, and their public URLs.
+"""Files the gateway keeps: result images under the uploads folder (and their public URLs),
+saved results, and the reference images sent with requests.
 
 Names are `presets/<slug>/gen_<unix seconds>_<96 random bits>.<ext>`: they never collide, and
-since they are served without a key, one name says nothing about any other.
+since they are served without a key, one name says nothing about any other. Saved results are
+links (or copies) under `saved/`, so removing old results never removes a saved one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
+import shutil
 import time
 from pathlib import Path, PurePosixPath
 
 STATIC_PREFIX = "/static/uploads"
+RESULTS_FOLDER = "presets"
+SAVED_FOLDER = "saved"
 _EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
+_REFERENCE_NAME = re.compile(r"^gw_[0-9a-f]{40}\.(png|jpg|webp)$")
 
 
 class OutputStore:
@@ -35,20 +42,70 @@ class OutputStore:
         ext = PurePosixPath(source_name).suffix.lower()
         if ext not in _EXTENSIONS:
             ext = ".png"
-        relative = f"presets/{slug}/gen_{int(time.time())}_{secrets.token_hex(12)}{ext}"
-        await asyncio.to_thread(self._write, self.root / relative, data)
+        relative = f"{RESULTS_FOLDER}/{slug}/gen_{int(time.time())}_{secrets.token_hex(12)}{ext}"
+        await asyncio.to_thread(_write, self.root / relative, data)
         return relative
 
-    @staticmethod
-    def _write(target: Path, data: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+    async def keep(self, relative_path: str) -> str:
+        """Save a result for good: a hard link (a copy across file systems) under `saved/`;
+        returns its relative path. Raises OSError when the result file is gone."""
+        ext = PurePosixPath(relative_path).suffix.lower()
+        relative = f"{SAVED_FOLDER}/{secrets.token_hex(16)}{ext if ext in _EXTENSIONS else '.png'}"
+        await asyncio.to_thread(_link_or_copy, self.root / relative_path, self.root / relative)
+        return relative
+
+    async def remove(self, relative_path: str) -> None:
+        await asyncio.to_thread((self.root / relative_path).unlink, missing_ok=True)
+
+
+class ReferenceStore:
+    """Reference images, kept under the data folder from the request until the job is submitted.
+
+    Names are content-addressed (`gw_<sha256>.<ext>`): a request sent twice stores one file, and
+    a job queued before a restart finds its images after it.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, name: str) -> Path:
+        if not _REFERENCE_NAME.match(name):
+            raise ValueError(f"not a reference image name: {name!r}")
+        return self.root / name
+
+    async def save(self, name: str, data: bytes) -> None:
+        """Write one image; an existing one is only touched, so that retention keeps it."""
+        target = self.path(name)
+        if target.exists():
+            await asyncio.to_thread(os.utime, target)
+        else:
+            await asyncio.to_thread(_write, target, data)
+
+    async def read(self, name: str) -> bytes:
+        """The image's bytes; raises OSError when it is gone."""
+        return await asyncio.to_thread(self.path(name).read_bytes)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        if not source.is_file():
             raise
+        shutil.copyfile(source, target)
+
+
+def _write(target: Path, data: bytes) -> None:
+    """Write a file atomically and durably; nothing is left half-written on failure."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -7,6 +7,8 @@ import pytest
 from gateway.errors import ConfigError
 from gateway.settings import SETTINGS, Settings
 
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 
 def test_defaults() -> None:
     s = Settings.from_env({})
@@ -20,12 +22,18 @@ def test_reads_every_variable() -> None:
     env = {"GATEWAY_COMFYUI_URL": "http://gpu:8188/", "GATEWAY_DATA_DIR": "/srv/d", "GATEWAY_PRESETS": "/p.yaml",
            "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": "8000", "GATEWAY_API_KEY": "k",
            "GATEWAY_MAX_IN_FLIGHT": "3", "GATEWAY_JOB_TIMEOUT": "30", "GATEWAY_LOG_LEVEL": "debug",
-           "GATEWAY_MAX_QUEUED": "50", "GATEWAY_MAX_ATTEMPTS": "5"}
+           "GATEWAY_MAX_QUEUED": "50", "GATEWAY_MAX_ATTEMPTS": "5", "GATEWAY_IDEMPOTENCY_HOURS": "2",
+           "GATEWAY_WEBHOOK_URL": "https://hooks.example.com/x", "GATEWAY_WEBHOOK_SECRET": SECRET,
+           "GATEWAY_WEBHOOK_ON_START": "yes", "GATEWAY_WEBHOOK_MAX_ATTEMPTS": "3", "GATEWAY_WEBHOOK_TIMEOUT": "2.5",
+           "GATEWAY_WEBHOOK_BACKOFF": "0.5", "GATEWAY_WEBHOOK_ALLOW_PRIVATE": "true", "GATEWAY_RETENTION_DAYS": "30"}
     assert set(env) == {s.env for s in SETTINGS}
     s = Settings.from_env(env)
     assert s == Settings(comfyui_url="http://gpu:8188", data_dir=Path("/srv/d"), presets_path=Path("/p.yaml"),
                          host="127.0.0.1", port=8000, api_key="k", max_in_flight=3, job_timeout=30.0,
-                         log_level="DEBUG", max_queued=50, max_attempts=5)
+                         log_level="DEBUG", max_queued=50, max_attempts=5, idempotency_hours=2.0,
+                         webhook_url="https://hooks.example.com/x", webhook_secret=SECRET, webhook_on_start=True,
+                         webhook_max_attempts=3, webhook_timeout=2.5, webhook_backoff=0.5,
+                         webhook_allow_private=True, retention_days=30)
 
 
 @pytest.mark.parametrize(
@@ -37,6 +45,11 @@ def test_reads_every_variable() -> None:
         ({"GATEWAY_MAX_IN_FLIGHT": "0"}, "at least 1"),
         ({"GATEWAY_JOB_TIMEOUT": "-1"}, "greater than 0"),
         ({"GATEWAY_LOG_LEVEL": "loud"}, "DEBUG, INFO"),
+        ({"GATEWAY_WEBHOOK_ON_START": "maybe"}, "true or false"),
+        ({"GATEWAY_WEBHOOK_SECRET": "whsec_not base64!"}, "whsec_ followed by base64"),
+        ({"GATEWAY_WEBHOOK_SECRET": "whsec_c2hvcnQ="}, "24 to 64 random bytes"),
+        ({"GATEWAY_WEBHOOK_URL": "ftp://x"}, "must start with http://"),
+        ({"GATEWAY_RETENTION_DAYS": "-1"}, "0 or more"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -7,7 +7,7 @@ from aiohttp import web
 from gateway.api.auth import KeyRing
 from gateway.dispatcher import Dispatcher
 from gateway.models import Preset
-from gateway.outputs import OutputStore
+from gateway.outputs import OutputStore, ReferenceStore
 from gateway.settings import Settings
 from gateway.store import Store
 
@@ -17,3 +17,4 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OUTPUTS = web.AppKey("outputs", OutputStore)
 KEYRING = web.AppKey("keyring", KeyRing)
 SETTINGS = web.AppKey("settings", Settings)
+REFERENCES = web.AppKey("references", ReferenceStore)
