@@ -30,6 +30,8 @@ from gateway.webhooks import UnsafeTarget, check_address, check_url, retry_delay
 log = logging.getLogger(__name__)
 
 MAX_ANSWER_BYTES = 4096
+LEASE_MARGIN = 30.0
+"""Seconds past an attempt's timeout before a claimed delivery is due again (after a crash)."""
 USER_AGENT = "comfy-gateway-webhooks/1"
 
 
@@ -103,14 +105,14 @@ class DeliveryWorker:
 
     async def _start_due(self) -> float | None:
         """Start attempts that are due; seconds until the next one is (None: nothing pending)."""
-        now = self._clock()
         free = self._concurrency - len(self._in_flight)
         if free > 0:
-            for delivery in await self._store.due_deliveries(now, limit=free + len(self._in_flight)):
-                if delivery.id not in self._in_flight and len(self._in_flight) < self._concurrency:
-                    task = asyncio.create_task(self._attempt(delivery), name=f"webhook-{delivery.id}")
-                    self._in_flight[delivery.id] = task
-                    task.add_done_callback(functools.partial(self._done, delivery.id))
+            now = self._clock()
+            lease = now + (self._timeout.total or 0) + LEASE_MARGIN
+            for delivery in await self._store.claim_deliveries(now, lease, limit=free):
+                task = asyncio.create_task(self._attempt(delivery), name=f"webhook-{delivery.id}")
+                self._in_flight[delivery.id] = task
+                task.add_done_callback(functools.partial(self._done, delivery.id))
         next_at = await self._store.next_delivery_at()
         if next_at is None:
             return None

@@ -406,13 +406,19 @@ class Store:
 
     # --- webhook outbox ---------------------------------------------------------------------
 
-    async def due_deliveries(self, now: float, limit: int = 100) -> list[Delivery]:
-        """Pending deliveries whose next attempt is due, oldest first."""
-        async with self._db.execute(
-            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE state='pending' AND next_attempt_at<=? "
-            "ORDER BY next_attempt_at, seq LIMIT ?", (now, limit),
-        ) as cur:
-            return [Delivery(*r) for r in await cur.fetchall()]
+    async def claim_deliveries(self, now: float, lease_until: float, limit: int = 100) -> list[Delivery]:
+        """Pending deliveries due at `now`, oldest first, each moved to `lease_until` in the same
+        transaction: no later call returns them while they are being sent, and if the process dies
+        meanwhile they are due again when the lease ends."""
+        async with self._transaction() as db:
+            async with db.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE state='pending' AND next_attempt_at<=? "
+                "ORDER BY next_attempt_at, seq LIMIT ?", (now, limit),
+            ) as cur:
+                due = [Delivery(*r) for r in await cur.fetchall()]
+            await db.executemany("UPDATE webhook_outbox SET next_attempt_at=? WHERE id=?",
+                                 [(lease_until, d.id) for d in due])
+        return due
 
     async def next_delivery_at(self) -> float | None:
         """When the earliest pending delivery is due (None: none is pending)."""

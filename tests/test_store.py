@@ -171,17 +171,20 @@ async def test_attempts_move_a_delivery_on_and_survive_reopening(tmp_path: Path)
     await store.save(done(hooked_job("b")))
     (a, _), = await store.deliveries_of("a")
     (b, _), = await store.deliveries_of("b")
-    assert {d.id for d in await store.due_deliveries(a.created_at + 1)} == {a.id, b.id}
+    claimed = await store.claim_deliveries(a.created_at + 1, lease_until=a.created_at + 50)
+    assert {d.id for d in claimed} == {a.id, b.id}
+    assert await store.claim_deliveries(a.created_at + 1, a.created_at + 50) == []  # being sent: not twice
+    assert await store.next_delivery_at() == a.created_at + 50
     await store.record_attempt(Attempt(a.id, 1, 10.0, 0.25, 500, "answered HTTP 500"), delivered=False,
                                retry_at=a.created_at + 100)
     await store.record_attempt(Attempt(b.id, 1, 10.0, 0.1, None, "refused"), delivered=False, retry_at=None)
-    assert await store.due_deliveries(a.created_at + 1) == []
+    assert await store.claim_deliveries(a.created_at + 99, a.created_at + 150) == []
     assert await store.next_delivery_at() == a.created_at + 100
     await store.close()
 
     store = await Store.open(path, webhook=render)  # a restart keeps the pending delivery
     try:
-        [due] = await store.due_deliveries(a.created_at + 100)
+        [due] = await store.claim_deliveries(a.created_at + 100, a.created_at + 150)
         assert (due.id, due.attempts) == (a.id, 1)
         await store.record_attempt(Attempt(a.id, 2, 20.0, 0.05, 204, None), delivered=True, retry_at=None)
         [(final, attempts)] = await store.deliveries_of("a")
@@ -243,3 +246,12 @@ async def test_jobs_of_an_older_schema_read_with_empty_new_fields(tmp_path: Path
         assert (job.client_reference, job.metadata, job.webhook_url, job.references) == (None, {}, None, ())
     finally:
         await store.close()
+
+
+async def test_a_claim_whose_attempt_was_never_recorded_is_due_again(hooked: Store) -> None:
+    await hooked.add_jobs([hooked_job("a")])
+    await hooked.save(done(hooked_job("a")))
+    [claimed] = await hooked.claim_deliveries(1e12, lease_until=1e12 + 40)  # then the process dies
+    assert await hooked.claim_deliveries(1e12 + 39, 1e12 + 80) == []
+    [again] = await hooked.claim_deliveries(1e12 + 40, 1e12 + 80)
+    assert again.id == claimed.id and again.attempts == 0

@@ -79,7 +79,10 @@ def _to_error(exc: pydantic.ValidationError, fields: list[str]) -> InvalidParame
             return InvalidParameter(loc, f"{loc}: {text}")
         field, _, reason = text.partition(": ")  # model validators say "<field>: <reason>"
         return InvalidParameter(field, f"{field}: {reason}" if reason else text)
-    template = _MESSAGES.get(first["type"])
+    kind = first["type"]
+    if kind == "too_long" and isinstance(first.get("input"), str):  # max_length on an optional string
+        kind = "string_too_long"
+    template = _MESSAGES.get(kind)
     reason = template.format(**first.get("ctx", {})) if template else first["msg"].lower()
     if first["type"] == "extra_forbidden":
         known = ", ".join(fields)

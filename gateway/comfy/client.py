@@ -9,6 +9,7 @@ with `Connected` so the caller can settle what it may have missed.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -113,7 +114,7 @@ class ComfyClient:
         """Put an image in ComfyUI's input folder (`POST /upload/image`, replacing a file of that
         name); returns the value a LoadImage node's `image` input takes to load it."""
         form = aiohttp.FormData()
-        form.add_field("image", data, filename=filename, content_type="application/octet-stream")
+        form.add_field("image", io.BytesIO(data), filename=filename, content_type="application/octet-stream")
         form.add_field("type", "input")
         form.add_field("overwrite", "true")
         status, body, _ = await self._request("POST", "/upload/image", form=form)
