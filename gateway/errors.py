@@ -9,9 +9,13 @@
     │   └── InvalidApiKey             403 invalid_api_key
     ├── NotFound                      404 not_found
     │   ├── PresetNotFound            404 preset_not_found
-    │   └── JobNotFound               404 job_not_found
+    │   ├── JobNotFound               404 job_not_found
+    │   └── SavedNotFound             404 saved_not_found
     ├── MethodNotAllowed              405 method_not_allowed
     ├── PresetExists                  409 preset_exists       (a new preset's slug is taken)
+    ├── Conflict                      409 conflict
+    │   ├── IdempotencyKeyMismatch    409 idempotency_key_mismatch (a key reused with another body)
+    │   └── JobNotDone                409 job_not_done        (saving a job that has no result yet)
     ├── PayloadTooLarge               413 payload_too_large
     ├── QueueFull                     429 queue_full          (backpressure; carries Retry-After)
     ├── ConfigError                   500 config_error        (presets.yaml, workflows, settings)
@@ -94,6 +98,10 @@ class JobNotFound(NotFound):
     code = "job_not_found"
 
 
+class SavedNotFound(NotFound):
+    code = "saved_not_found"
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     code = "method_not_allowed"
@@ -102,6 +110,17 @@ class MethodNotAllowed(GatewayError):
 class PresetExists(GatewayError):
     status = 409
     code = "preset_exists"
+class Conflict(GatewayError):
+    status = 409
+    code = "conflict"
+
+
+class IdempotencyKeyMismatch(Conflict):
+    code = "idempotency_key_mismatch"
+
+
+class JobNotDone(Conflict):
+    code = "job_not_done"
 
 
 class PayloadTooLarge(GatewayError):

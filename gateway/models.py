@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_SEED = 2**64 - 1
 """The largest seed ComfyUI's samplers accept."""
@@ -16,6 +16,11 @@ MAX_SIDE = 8192
 MAX_PIXELS = 4096 * 4096
 MAX_COUNT = 20
 MAX_PROMPT_CHARS = 10_000
+MAX_REFERENCE_IMAGES = 6
+MAX_METADATA_KEYS = 16
+MAX_METADATA_KEY_CHARS = 100
+MAX_METADATA_VALUE_CHARS = 500
+MAX_CLIENT_REFERENCE_CHARS = 200
 
 GazeStatus = Literal["pending", "processing", "done", "failed"]
 
@@ -71,6 +76,38 @@ class GenerateRequest(BaseModel):
     batch: int | None = Field(None, ge=1, le=16, description="Images per job (the empty latent's batch size).")
     loras: list[LoraRequest] = Field(default_factory=list, max_length=MAX_LORAS,
                                      description="LoRAs to apply, in order.")
+    client_reference: Text | None = Field(
+        None, max_length=MAX_CLIENT_REFERENCE_CHARS, description="Your correlation id, echoed in the job record."
+    )
+    metadata: dict[str, Text] = Field(
+        default_factory=dict, description="String map echoed in the job record and webhook deliveries."
+    )
+    webhook_url: Text | None = Field(
+        None, max_length=2000, description="Where the job record is POSTed when the job finishes."
+    )
+    reference_images: list[str] | None = Field(
+        None, description="1-6 images (data URLs or raw base64) bound to the preset's image inputs."
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} keys (got {len(value)})")
+        for key, item in value.items():
+            _printable(key)
+            if not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
+                raise ValueError(f"keys must be 1 to {MAX_METADATA_KEY_CHARS} characters ({key[:20]!r}...)")
+            if len(item) > MAX_METADATA_VALUE_CHARS:
+                raise ValueError(f"value of {key!r} must be at most {MAX_METADATA_VALUE_CHARS} characters")
+        return value
+
+    @field_validator("reference_images")
+    @classmethod
+    def _check_reference_count(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not 1 <= len(value) <= MAX_REFERENCE_IMAGES:
+            raise ValueError(f"give 1 to {MAX_REFERENCE_IMAGES} images (got {len(value)})")
+        return value
 
     @model_validator(mode="after")
     def _check_combinations(self) -> GenerateRequest:
@@ -133,6 +170,58 @@ class JobRecord(BaseModel):
     finished_at: str | None
     queue_position: int | None = Field(None, description="1-based place in the queue while pending.")
     progress: JobProgress | None = Field(None, description="Live progress while processing.")
+    client_reference: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    at: str
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+
+class DeliveryRecord(BaseModel):
+    """One webhook delivery of a job event and every attempt made at it."""
+
+    id: str
+    event: str
+    url: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: list[DeliveryAttempt]
+    created_at: str
+    next_attempt_at: str | None
+
+
+class DeliveryList(BaseModel):
+    job_id: str
+    deliveries: list[DeliveryRecord]
+
+
+class SaveRequest(BaseModel):
+    """Body of `POST /api/v1/saved`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    job_id: Text = Field(min_length=1, max_length=100)
+    label: Text = Field(min_length=1, max_length=200)
+
+
+class SavedRecord(BaseModel):
+    id: str
+    label: str
+    image_url: str
+    job_id: str
+    created: int
+    """Unix seconds."""
+
+
+class SavedList(BaseModel):
+    saved: list[SavedRecord]
+    total: int
+    limit: int
+    offset: int
 
 
 class ImageItem(BaseModel):

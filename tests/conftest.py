@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.fake_comfy import FakeComfyUI
 from tests.helpers import ROOT
+from tests.receiver import receiver  # noqa: F401  (a fixture: a webhook receiver)
 
 REAL_COMFYUI_URL = os.environ.get("COMFYUI_URL", "").rstrip("/")
 API_KEY = "test-key"

@@ -16,11 +16,14 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from gateway.api import saved
 from gateway.api.auth import HEADER, QUERY
 from gateway.api.gallery import MAX_LIMIT
+from gateway.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from gateway.errors import GatewayError
 from gateway.models import (
     CancelledCount,
+    DeliveryList,
     ErrorBody,
     GenerateRequest,
     GenerateResponse,
@@ -37,6 +40,9 @@ from gateway.models import (
     PresetSummary,
     PreviewOut,
     QueuePositionOut,
+    SavedList,
+    SavedRecord,
+    SaveRequest,
     StatusOut,
 )
 
@@ -83,6 +89,14 @@ class Operation:
 
 SLUG = Param("slug", "path", {"type": "string"}, "The preset's slug, as `GET /api/v1/presets` lists it.", True)
 JOB_ID = Param("job_id", "path", {"type": "string"}, "The job id from the 202 answer of a generate request.", True)
+SAVED_ID = Param("saved_id", "path", {"type": "string"}, "A saved result's id.", True)
+
+
+def _paging(default: int, maximum: int, what: str) -> tuple[Param, Param]:
+    return (Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+                  f"{what} per page."),
+            Param("offset", "query", {"type": "integer", "minimum": 0, "default": 0}, f"{what} to skip."))
+
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("get", "/api/v1/presets", "listPresets", "List the presets", "presets", {200: PresetList}),
@@ -103,7 +117,10 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("delete", "/api/v1/presets/{slug}", "deletePreset", "Delete a preset", "presets",
               {200: PresetDeleted}, errors=(404,), params=(SLUG,)),
     Operation("post", "/api/v1/generate/{slug}", "generate", "Queue images of a preset", "jobs",
-              {202: GenerateResponse}, errors=(400, 404, 413, 429, 503), body=GenerateRequest, params=(SLUG,),
+              {202: GenerateResponse}, errors=(400, 404, 409, 413, 429, 503), body=GenerateRequest,
+              params=(SLUG, Param(IDEMPOTENCY_HEADER, "header", {"type": "string", "maxLength": 255},
+                                  "Makes retries safe: the same key and body answer the first 202 again (same "
+                                  "job ids); the same key with another body is a 409.")),
               description="One job per image. Every body field is optional; an empty body uses the preset's "
                           "defaults.", headers={429: {"Retry-After": "Seconds to wait before trying again."}}),
     Operation("get", "/api/v1/job/{job_id}", "getJob", "A job's record", "jobs", {200: JobRecord},
@@ -124,14 +141,23 @@ OPERATIONS: tuple[Operation, ...] = (
               errors=(404,),
               params=(JOB_ID, Param("previews", "query", {"type": "integer", "enum": [0, 1], "default": 0},
                                     "1: also send `preview` events with JPEG data URLs."))),
+    Operation("get", "/api/v1/job/{job_id}/deliveries", "jobDeliveries", "A job's webhook deliveries", "jobs",
+              {200: DeliveryList}, errors=(404,), params=(JOB_ID,),
+              description="Each delivery of the job's webhook events, with every attempt and its outcome."),
+    Operation("post", "/api/v1/saved", "saveResult", "Keep a done job's image under a label", "saved",
+              {201: SavedRecord}, errors=(400, 404, 409), body=SaveRequest,
+              description="Saved images are never removed by output retention. A job that is not done is a 409."),
+    Operation("get", "/api/v1/saved", "listSaved", "Saved results, newest first", "saved", {200: SavedList},
+              errors=(400,), params=_paging(saved.DEFAULT_LIMIT, saved.MAX_LIMIT, "Saved results")),
+    Operation("get", "/api/v1/saved/{saved_id}", "getSaved", "One saved result", "saved", {200: SavedRecord},
+              errors=(404,), params=(SAVED_ID,)),
+    Operation("delete", "/api/v1/saved/{saved_id}", "deleteSaved", "Remove a saved result and its file", "saved",
+              {204: None}, errors=(404,), params=(SAVED_ID,)),
     Operation("post", "/api/v1/interrupt", "interruptAll", "Cancel every waiting and running job", "jobs",
               {200: CancelledCount}),
     Operation("get", "/api/v1/images", "listImages", "The gallery: result images, newest first", "images",
               {200: ImageList}, errors=(400,),
-              params=(Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50},
-                            "Images per page."),
-                      Param("offset", "query", {"type": "integer", "minimum": 0, "default": 0},
-                            "Images to skip."),
+              params=(*_paging(50, MAX_LIMIT, "Images"),
                       Param("preset", "query", {"type": "string"}, "Only images of this preset (its slug)."))),
     Operation("get", "/api/v1/images/events", "imageEvents", "New images as they are made (Server-Sent Events)",
               "images", {200: Stream(events=(("image", ImageItem, "One new result image."),),
@@ -180,7 +206,9 @@ def _error_response(status: int, codes: list[str], error_ref: Any) -> dict[str, 
     return {"description": f"Error ({listed}).", "content": {"application/json": {"schema": error_ref}}}
 
 
-def _ok_response(answer: type[BaseModel] | Stream | None, refs: dict[Any, Any]) -> dict[str, Any]:
+def _ok_response(status: int, answer: type[BaseModel] | Stream | None, refs: dict[Any, Any]) -> dict[str, Any]:
+    if status == 204:
+        return {"description": "Done; no body."}
     if isinstance(answer, Stream):
         lines = [f"- `{name}`: {model.__name__}. {text}" for name, model, text in answer.events]
         return {"description": "\n".join([f"Server-Sent Events. {answer.description}", "", *lines]),
@@ -205,7 +233,7 @@ def _operation(op: Operation, refs: dict[Any, Any], codes: dict[int, list[str]])
     if op.body is not None:
         out["requestBody"] = {"required": False, "content": {"application/json": {
             "schema": refs[(op.body, "validation")]}}}
-    responses: dict[str, Any] = {str(status): _ok_response(answer, refs) for status, answer in op.ok.items()}
+    responses: dict[str, Any] = {str(status): _ok_response(status, answer, refs) for status, answer in op.ok.items()}
     statuses = {*op.errors, *(() if op.public else (401, 403)), 500}
     error_ref = refs[(ErrorBody, "serialization")]
     for status in sorted(statuses):
@@ -243,7 +271,7 @@ def document() -> dict[str, Any]:
                            f"crashes. Every `/api/` route needs a key: the `{HEADER}` header or the `?{QUERY}=` "
                            "query. Errors are `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
         },
-        "tags": [{"name": "presets"}, {"name": "jobs"}, {"name": "images"}, {"name": "server"}],
+        "tags": [{"name": n} for n in ("presets", "jobs", "images", "saved", "server")],
         "paths": paths,
         "components": {
             "schemas": schemas,

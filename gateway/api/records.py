@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway import webhooks
 from gateway.events import Progress
 from gateway.jobs import Job, State, StoredImage
 from gateway.models import (
@@ -21,6 +23,7 @@ from gateway.models import (
 )
 from gateway.outputs import OutputStore
 from gateway.parameters import describe
+from gateway.store import WebhookRender
 
 COVERS_PREFIX = "/static/covers"
 
@@ -41,6 +44,7 @@ def job_record(job: Job, *, queue_position: int | None = None, progress: Progres
         id=job.id, label=job.label, status=job.gaze_status, error=job.error, result=result,
         preset=job.preset, params=job.params, images=images, created_at=iso(job.created_at) or "",
         started_at=iso(job.started_at), finished_at=iso(job.finished_at),
+        client_reference=job.client_reference, metadata=job.metadata,
         queue_position=queue_position if job.gaze_status == "pending" else None,
         progress=progress_out(progress) if progress is not None and job.state is State.RUNNING else None,
     )
@@ -65,6 +69,19 @@ def _preset_info(preset: Preset) -> PresetInfo:
         preset_id=preset.slug, slug=preset.slug, name=preset.name, has_cover=has_cover,
         cover_url=f"{COVERS_PREFIX}/{preset.slug}" if has_cover else None, description=preset.description,
     )
+
+
+def webhook_render(*, on_start: bool) -> WebhookRender:
+    """What the store writes to the webhook outbox when a job changes state: the event and the
+    job record as it is at that moment."""
+
+    def render(job: Job, before: State) -> tuple[str, str] | None:
+        event = webhooks.event_for(before, job.state, on_start=on_start)
+        if event is None:
+            return None
+        return event, webhooks.envelope(event, time.time(), job_record(job).model_dump_json())
+
+    return render
 
 
 def preset_summary(preset: Preset) -> PresetSummary:

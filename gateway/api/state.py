@@ -8,7 +8,7 @@ from gateway.api.auth import KeyRing
 from gateway.dispatcher import Dispatcher
 from gateway.events import Hub
 from gateway.models import Preset
-from gateway.outputs import OutputStore
+from gateway.outputs import OutputStore, ReferenceStore
 from gateway.preset_registry import PresetRegistry
 from gateway.settings import Settings
 from gateway.store import Store
@@ -24,3 +24,4 @@ HUB = web.AppKey("hub", Hub)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 """Present only when the gateway runs ComfyUI itself (GATEWAY_COMFYUI_MANAGED=1)."""
 REGISTRY = web.AppKey("registry", PresetRegistry)
+REFERENCES = web.AppKey("references", ReferenceStore)

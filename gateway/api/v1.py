@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel
 
+from gateway.api import idempotency, inputs
 from gateway.api.records import COVERS_PREFIX, job_record, preset_detail, preset_summary
 from gateway.api.state import DISPATCHER, HUB, PRESETS, REGISTRY, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
@@ -58,21 +59,34 @@ async def get_preset(request: web.Request) -> web.Response:
 
 async def generate(request: web.Request) -> web.Response:
     preset = _preset(request)
-    body = parse(GenerateRequest, await read_json_object(request))
+    key = idempotency.key_of(request)
+    body = parse(GenerateRequest, await read_json_object(request, max_size=inputs.MAX_GENERATE_BODY))
     registry = request.app[REGISTRY]
     if unknown_name(body, registry.object_info) is not None:  # maybe new on the server: ask once more
         problem = unknown_name(body, await registry.fresh_object_info())
         if problem is not None:
             raise problem
+    webhook_url = inputs.webhook_target(request, body)
+    references = await inputs.store_references(request, preset, body)
     now = time.time()
     jobs = [
         Job(id=str(uuid.uuid4()), preset=preset.slug, label=f"Preset: {preset.name}", params=params,
-            created_at=now)
-        for params in plan_jobs(preset, body, secrets.randbelow(RANDOM_SEED_LIMIT))
+            created_at=now, client_reference=body.client_reference, metadata=body.metadata,
+            webhook_url=webhook_url, references=tuple(references))
+        for params in plan_jobs(preset, body, secrets.randbelow(RANDOM_SEED_LIMIT), references)
     ]
-    await request.app[STORE].add_jobs(jobs, max_queued=request.app[SETTINGS].max_queued)
+    answer = GenerateResponse(jobs=[QueuedJob(job_id=j.id) for j in jobs])
+    settings = request.app[SETTINGS]
+    row = digest = None
+    if key is not None:
+        digest = idempotency.request_hash(preset.slug, body)
+        row = idempotency.new_row(request, key, digest, 202, answer.model_dump_json())
+    earlier = await request.app[STORE].add_jobs(jobs, max_queued=settings.max_queued, idempotency=row,
+                                                forget_before=now - settings.idempotency_hours * 3600)
+    if earlier is not None and digest is not None:
+        return idempotency.replay(earlier, digest)
     request.app[DISPATCHER].wake()
-    return json_response(GenerateResponse(jobs=[QueuedJob(job_id=j.id) for j in jobs]), status=202)
+    return json_response(answer, status=202)
 
 
 def _record_of(job: Job | None, job_id: str, *, queue_position: int | None = None,
