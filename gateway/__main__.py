@@ -1,4 +1,4 @@
-"""Command line: `comfy-gateway [serve]`, `keys create|list|revoke`, `check`."""
+"""Command line: `comfy-gateway [serve]`, `keys create|list|revoke`, `check`, `generate`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway.api.auth import create_key
 from gateway.app import create_app
 from gateway.errors import ConfigError
+from gateway.sdk.cli import add_generate_command, run_generate
 from gateway.settings import Settings
 from gateway.store import Store
 
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key", metavar="ID_OR_NAME")
     check = sub.add_parser("check", help="validate presets.yaml and workflows (and against ComfyUI if it answers)")
     check.add_argument("--offline", action="store_true", help="do not ask ComfyUI")
+    add_generate_command(sub)
     return parser
 
 
@@ -68,6 +70,8 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "generate":  # a client of some gateway: this one's settings do not apply
+        return run_generate(args)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
