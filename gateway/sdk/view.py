@@ -110,7 +110,7 @@ class LiveView(View):
         self._progress.stop()
 
     def saved(self, path: Path, seed: object) -> None:
-        self._console.print(f"{path}  seed {seed}", highlight=False, markup=False)
+        self._console.print(f"{path}  seed {seed}", highlight=False, markup=False, soft_wrap=True)
 
     def _name(self, number: int, job_id: str) -> str:
         return f"#{number} {job_id[:8]}"
