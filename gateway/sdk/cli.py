@@ -71,7 +71,10 @@ def run_generate(args: argparse.Namespace, environ: Mapping[str, str] | None = N
     try:
         asyncio.run(_generate(url, key, args, view, jobs))
     except KeyboardInterrupt:
-        _cancel(url, key, jobs)
+        try:
+            _cancel(url, key, jobs)
+        except KeyboardInterrupt:
+            print("comfy-gateway: interrupted while cancelling; some jobs may still run", file=sys.stderr)
         return INTERRUPTED
     except ClientError as exc:
         print(f"comfy-gateway: {_one_line(exc)}", file=sys.stderr)
