@@ -6,8 +6,9 @@ Modules, one job each (imports only go down this list):
     bindings, presets       where parameters go in a graph; loading presets.yaml + workflows
     compiler, jobs          request -> prompts; the job state machine (pure)
     comfy.protocol, keys    ComfyUI frames and answers parsed (pure); API key hashing (pure)
-    comfy.client, store,    ComfyUI over HTTP + websocket; SQLite; result files
-      outputs
+    backoff                 when to start a dead process again (pure)
+    comfy.client, store,    ComfyUI over HTTP + websocket; SQLite; result files;
+      outputs, supervisor   ComfyUI as a child process (managed mode)
     dispatcher, check       feeds ComfyUI from the queue and settles jobs; `check` command
     api                     aiohttp handlers and middlewares
     app                     create_app(): the one wiring place

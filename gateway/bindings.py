@@ -36,6 +36,7 @@ PARAMS: dict[str, ParamSpec] = {
         ParamSpec("sampler", str, "sampler's sampler_name"),
         ParamSpec("scheduler", str, "sampler's scheduler"),
         ParamSpec("denoise", float, "sampler's denoise"),
+        ParamSpec("batch", int, "batch_size of the empty latent (images per job)"),
     )
 }
 """Parameters the gateway knows by name. Presets may bind other names explicitly."""
@@ -142,6 +143,8 @@ def discover(graph: Graph) -> dict[str, tuple[InputRef, ...]]:
              and _is_kind(_inputs(node).get("width"), int) and _is_kind(_inputs(node).get("height"), int)]
     found["width"] = [InputRef(node_id=nid, input="width") for nid in sizes]
     found["height"] = [InputRef(node_id=nid, input="height") for nid in sizes]
+    found["batch"] = [InputRef(node_id=nid, input="batch_size") for nid in sizes
+                      if _is_kind(_inputs(graph[nid]).get("batch_size"), int)]
     found.update(_prompt_refs(graph))
     samplers = [nid for nid, node in graph.items() if "sampler_name" in _inputs(node)]
     for param, input_name in _SAMPLER_INPUTS.items():

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
 from gateway.bindings import is_link
+from gateway.choices import combo_choices, shown
 from gateway.comfy.client import ComfyClient
 from gateway.errors import ComfyUnavailable, ConfigError
 from gateway.models import Preset
-from gateway.presets import load_presets
+from gateway.presets import read_presets
 from gateway.settings import Settings
-
-
-def _choices(spec: object) -> list[Any] | None:
-    """The allowed values of a combo input in /object_info (both the old and the new form)."""
-    if not isinstance(spec, list) or not spec:
-        return None
-    if isinstance(spec[0], list):
-        return spec[0]
-    if spec[0] == "COMBO" and len(spec) > 1 and isinstance(spec[1], Mapping):
-        options = spec[1].get("options")
-        return list(options) if isinstance(options, list) else None
-    return None
 
 
 def problems_against(preset: Preset, object_info: Mapping[str, Any]) -> list[str]:
@@ -46,34 +36,55 @@ def problems_against(preset: Preset, object_info: Mapping[str, Any]) -> list[str
         inputs = node.get("inputs")
         for name, value in (inputs.items() if isinstance(inputs, Mapping) else ()):
             value = prompt_values.get(f"{node_id}.{name}", value)
-            choices = _choices(spec_inputs.get(name))
+            choices = combo_choices(spec_inputs.get(name))
             if choices is not None and not is_link(value) and value not in choices:
-                shown = ", ".join(map(str, choices[:8])) + (", ..." if len(choices) > 8 else "")
                 found.append(f"node {node_id} ({class_type}) input {name!r}: {value!r} is not available "
-                             f"on this ComfyUI (choices: {shown or 'none'})")
+                             f"on this ComfyUI (choices: {shown(choices)})")
     return found
 
 
-async def run_check(settings: Settings, *, offline: bool = False) -> int:
-    """Print findings; exit status 0 when nothing is wrong, 1 otherwise."""
+def _cached_object_info(settings: Settings) -> dict[str, Any] | None:
     try:
-        presets = load_presets(settings.presets_path)
-    except ConfigError as exc:
-        print(f"FAIL {settings.presets_path}: {exc.message}")
-        return 1
-    print(f"ok   {settings.presets_path}: {len(presets)} preset(s)")
-    for preset in presets.values():
-        print(f"ok   {preset.slug}: {preset.workflow_file}; parameters: {', '.join(sorted(preset.bindings)) or 'none'}")
-    if offline:
-        return 0
+        data = json.loads(settings.object_info_cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def _fetch_object_info(settings: Settings) -> dict[str, Any] | None:
     async with aiohttp.ClientSession() as session:
         client = ComfyClient(base_url=settings.comfyui_url, session=session, client_id="comfy-gateway-check")
         try:
-            object_info = await client.object_info()
+            return await client.object_info()
         except ComfyUnavailable as exc:
             print(f"skip ComfyUI checks: {exc.message}")
-            return 0
+            return None
+
+
+async def run_check(settings: Settings, *, offline: bool = False) -> int:
+    """Print findings; exit status 0 when nothing is wrong, 1 otherwise.
+
+    Editor-format workflows are converted with ComfyUI's /object_info (or, offline or when
+    ComfyUI does not answer, the one the gateway last kept); each that cannot be is a failure.
+    """
+    object_info = None if offline else await _fetch_object_info(settings)
+    try:
+        loaded = read_presets(settings.presets_path, object_info=object_info or _cached_object_info(settings))
+    except ConfigError as exc:
+        print(f"FAIL {settings.presets_path}: {exc.message}")
+        return 1
+    presets = loaded.presets
+    print(f"ok   {settings.presets_path}: {len(presets)} preset(s)")
+    for preset in presets.values():
+        kind = " (editor format, converted)" if preset.slug in loaded.editor_format else ""
+        print(f"ok   {preset.slug}: {preset.workflow_file}{kind}; "
+              f"parameters: {', '.join(sorted(preset.bindings)) or 'none'}")
     failures = 0
+    for slug, reason in loaded.unconverted.items():
+        failures += 1
+        print(f"FAIL {slug}: {reason}")
+    if object_info is None:
+        return 1 if failures else 0
     for preset in presets.values():
         for problem in problems_against(preset, object_info):
             failures += 1

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway import loras
 from gateway.errors import UnsupportedParameter
 from gateway.models import GenerateRequest, ParamValue, Preset
+
+_SAMPLING_FIELDS = ("steps", "cfg", "sampler", "scheduler", "denoise", "batch")
 
 OUTPUT_SUBFOLDER = "gateway"
 """ComfyUI output subfolder the gateway's files are written to (one file name prefix per job)."""
@@ -53,6 +56,16 @@ def plan_jobs(preset: Preset, request: GenerateRequest, random_seed: int) -> lis
         _require(preset, "width", "width")
         _require(preset, "height", "height")
         base["width"], base["height"] = request.width, request.height
+    for field in _SAMPLING_FIELDS:
+        value = getattr(request, field)
+        if value is not None:
+            _require(preset, field, field)
+            base[field] = value
+    if request.loras:
+        most, why = loras.capacity(preset.graph)
+        if len(request.loras) > most:
+            raise UnsupportedParameter("loras", f"loras: preset '{preset.slug}' takes at most {most} ({why})")
+        base["loras"] = loras.encode([(lora.name, lora.strength) for lora in request.loras])
     if request.seed is not None:
         _require(preset, "seed", "seed")
     has_seed = "seed" in preset.bindings
@@ -84,6 +97,8 @@ def compile_prompt(preset: Preset, params: dict[str, ParamValue], job_id: str) -
         if param in params:
             for ref in refs:
                 prompt[ref.node_id]["inputs"][ref.input] = params[param]
+    if isinstance(params.get("loras"), str):
+        loras.apply(prompt, loras.decode(str(params["loras"])))
     for node_id in preset.save_nodes:
         prompt[node_id]["inputs"]["filename_prefix"] = f"{OUTPUT_SUBFOLDER}/{job_id}"
     return prompt

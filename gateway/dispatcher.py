@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gateway.comfy import protocol
 from gateway.comfy.client import ComfyClient, Connected, Disconnected
 from gateway.compiler import compile_prompt
 from gateway.errors import ComfyRejected, ComfyUnavailable
+from gateway.events import Hub, Progress
 from gateway.jobs import TERMINAL, Complete, Fail, Job, Requeue, Start, State, StoredImage, Submit, transition
 from gateway.models import Preset
 from gateway.outputs import OutputStore
@@ -32,6 +35,29 @@ from gateway.store import Store
 log = logging.getLogger(__name__)
 
 CANCELLED = "cancelled"
+DURATIONS_KEPT = 50
+"""Run times kept for estimates: enough for a stable median, few enough to follow a model change."""
+
+BackendState = Literal["idle", "loading", "running", "errored", "unreachable"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What the dispatcher knows of its ComfyUI, for the status route."""
+
+    url: str
+    state: BackendState
+    message: str
+    version: str | None
+    loaded_checkpoint: str | None
+    model_swaps: int
+    running_job: str | None
+    durations: tuple[float, ...]
+    """Run times of the latest done jobs, newest first."""
+
+    @property
+    def job_seconds(self) -> float | None:
+        return statistics.median(self.durations) if self.durations else None
 
 
 @dataclass
@@ -50,6 +76,9 @@ class _Tracked:
     settling: bool = False
     last_heard: float = 0.0
     """When an event for this job last came (or it was last checked)."""
+    checkpoint: str | None = None
+    node: str | None = None
+    """The node ComfyUI is executing for this job, while it runs."""
 
 
 class Dispatcher:
@@ -57,7 +86,7 @@ class Dispatcher:
         self, *, store: Store, client: ComfyClient, outputs: OutputStore,
         presets: Callable[[], Mapping[str, Preset]], max_in_flight: int = 2, job_timeout: float = 600.0,
         max_attempts: int = 3, retry_delay: float = 1.0, stale_after: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        hub: Hub | None = None, preview_method: str | None = None, clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._client = client
@@ -69,10 +98,58 @@ class Dispatcher:
         self._retry_delay = retry_delay
         self._stale_after = stale_after
         self._clock = clock
+        self._hub = hub if hub is not None else Hub()
+        self._extra_data = {"preview_method": preview_method} if preview_method else None
         self._tracked: dict[str, _Tracked] = {}
         self._wake = asyncio.Event()
         self._connected = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running: str | None = None
+        """The job ComfyUI is executing now (previews without a prompt id are its)."""
+        self._disconnect_reason = "not connected yet"
+        self._version: str | None = None
+        self._loaded_checkpoint: str | None = None
+        self._model_swaps = 0
+        self._last_error: str | None = None
+        self._durations: deque[float] = deque(maxlen=DURATIONS_KEPT)
+
+    @property
+    def backend(self) -> Backend:
+        """A snapshot of the ComfyUI backend's state."""
+        running = self._tracked.get(self._running or "")
+        state: BackendState
+        if not self._connected:
+            state, message = "unreachable", f"ComfyUI is unreachable: {self._disconnect_reason}"
+        elif running is not None and running.node is not None and self._is_loader(running):
+            state, message = "loading", f"loading {running.checkpoint or 'models'}"
+        elif running is not None:
+            state, message = "running", f"running job {running.job_id}"
+        elif self._last_error is not None:
+            state, message = "errored", f"the last job failed in ComfyUI: {self._last_error}"
+        else:
+            state, message = "idle", "waiting for work"
+        return Backend(
+            url=self._client.base_url, state=state, message=message, version=self._version,
+            loaded_checkpoint=self._loaded_checkpoint, model_swaps=self._model_swaps,
+            running_job=self._running, durations=tuple(reversed(self._durations)),
+        )
+
+    def _is_loader(self, tracked: _Tracked) -> bool:
+        preset = self._presets().get(tracked.preset)
+        return preset is not None and any(ref.node_id == tracked.node for ref in preset.bindings.get("checkpoint", ()))
+
+    def _node_type(self, tracked: _Tracked, node: str | None) -> str | None:
+        preset = self._presets().get(tracked.preset)
+        spec = preset.graph.get(node) if preset is not None and node is not None else None
+        class_type = spec.get("class_type") if spec is not None else None
+        return class_type if isinstance(class_type, str) else None
+
+    def _loaded(self, checkpoint: str | None) -> None:
+        if checkpoint is None or checkpoint == self._loaded_checkpoint:
+            return
+        if self._loaded_checkpoint is not None:
+            self._model_swaps += 1
+        self._loaded_checkpoint = checkpoint
 
     @property
     def connected(self) -> bool:
@@ -85,9 +162,11 @@ class Dispatcher:
 
     async def run(self, *, until_idle: bool = False) -> None:
         """Dispatch forever, or (`until_idle`) until no job is queued or in ComfyUI."""
+        self._durations.extend(reversed(await self._store.recent_durations(DURATIONS_KEPT)))
         for job in await self._store.in_comfy():
             self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
-                                             started_at=job.started_at, posted=True, last_heard=self._clock())
+                                             started_at=job.started_at, posted=True, last_heard=self._clock(),
+                                             checkpoint=_checkpoint(job))
         events = asyncio.create_task(self._consume_events(), name="comfy-events")
         watchdog = asyncio.create_task(self._watch_deadlines(), name="deadlines")
         try:
@@ -123,9 +202,10 @@ class Dispatcher:
         if not await self._store.save(job, expect=State.QUEUED):  # durable before the POST
             return  # cancelled a moment ago
         tracked = self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
-                                                   last_heard=self._clock())
+                                                   last_heard=self._clock(), checkpoint=_checkpoint(job))
         try:
-            await self._client.submit(compile_prompt(preset, job.params, job.id), prompt_id=job.id)
+            await self._client.submit(compile_prompt(preset, job.params, job.id), prompt_id=job.id,
+                                      extra_data=self._extra_data)
         except ComfyRejected as exc:
             await self._fail(job.id, exc.message)
         except ComfyUnavailable as exc:
@@ -159,33 +239,69 @@ class Dispatcher:
             case Connected():
                 log.info("connected to ComfyUI at %s", self._client.base_url)
                 self._connected = True
+                self._running = None
                 for tracked in self._tracked.values():
                     tracked.seen_start = False
                     tracked.images.clear()
                 self._spawn(self._reconcile(list(self._tracked)))
+                self._spawn(self._learn_version())
                 self.wake()
             case Disconnected(reason=reason):
                 if self._connected:
                     log.warning("lost ComfyUI at %s: %s", self._client.base_url, reason)
                 self._connected = False
+                self._disconnect_reason = reason
             case protocol.ExecutionStart(prompt_id=pid) if pid in self._tracked:
                 tracked = self._tracked[pid]
                 tracked.seen_start = True
                 tracked.images.clear()
                 tracked.started_at = self._clock()
+                self._running = pid
                 await self._update(pid, Start(tracked.started_at))
+            case protocol.Executing(prompt_id=pid, node=node) if (pid or self._running) in self._tracked:
+                tracked = self._tracked[pid or self._running or ""]
+                tracked.node = node
+                if self._is_loader(tracked):
+                    self._loaded(tracked.checkpoint)
+                # steps stay at the last sampler's until another node reports some: a job's bar
+                # does not fall back to zero while its image is decoded and saved
+                last = self._hub.progress(tracked.job_id) or Progress()
+                self._hub.set_progress(tracked.job_id, Progress(step=last.step, total_steps=last.total_steps,
+                                                                node=node, node_type=self._node_type(tracked, node)))
+            case protocol.Progress(prompt_id=pid, node=node, value=value, max=total) if (
+                    (pid or self._running) in self._tracked):
+                tracked = self._tracked[pid or self._running or ""]
+                node = node or tracked.node
+                self._hub.set_progress(tracked.job_id, Progress(step=value, total_steps=total, node=node,
+                                                                node_type=self._node_type(tracked, node)))
+            case protocol.Preview(image=image, mime=mime, prompt_id=pid) if (pid or self._running) in self._tracked:
+                self._hub.preview(pid or self._running or "", image, mime)
             case protocol.Executed(prompt_id=pid, images=images) if pid in self._tracked:
                 self._tracked[pid].images.extend(images)
             case protocol.ExecutionError(prompt_id=pid, message=message) if pid in self._tracked:
+                self._last_error = message
                 await self._fail(pid, message)
             case protocol.ExecutionInterrupted(prompt_id=pid) if pid in self._tracked:
                 await self._fail(pid, "interrupted in ComfyUI")
             case protocol.Finished(prompt_id=pid) if pid in self._tracked:
                 tracked = self._tracked[pid]
+                if self._running == pid:
+                    self._running = None
+                if tracked.seen_start:
+                    self._loaded(tracked.checkpoint)  # its loader ran or was cached: the model is loaded
                 if not tracked.settling:
                     tracked.settling = True
                     seen = list(tracked.images) if tracked.seen_start else None
                     self._spawn(self._complete(pid, seen))
+
+    async def _learn_version(self) -> None:
+        try:
+            stats = await self._client.system_stats()
+        except ComfyUnavailable:
+            return
+        system = stats.get("system")
+        version = system.get("comfyui_version") if isinstance(system, dict) else None
+        self._version = version if isinstance(version, str) else None
 
     # --- settling --------------------------------------------------------------------------
 
@@ -241,7 +357,8 @@ class Dispatcher:
             for image in chosen:
                 data = await self._client.view(image)
                 relative = await self._outputs.save(tracked.preset, data, image.filename)
-                stored.append(StoredImage(relative_path=relative, node_id=image.node_id))
+                thumb = await self._outputs.thumbnail(relative, data)
+                stored.append(StoredImage(relative_path=relative, node_id=image.node_id, thumb_path=thumb))
         except ComfyUnavailable as exc:
             await self._fail(job_id, f"could not download the result from ComfyUI: {exc.message}")
             return
@@ -249,7 +366,11 @@ class Dispatcher:
             where = f" ({exc.filename})" if exc.filename else ""
             await self._fail(job_id, f"could not write the result file: {exc.strerror or exc}{where}")
             return
-        await self._update(job_id, Complete(self._clock(), tuple(stored)), finished=True)
+        finished_at = self._clock()
+        if tracked.started_at is not None:
+            self._durations.append(finished_at - tracked.started_at)
+        self._last_error = None
+        await self._update(job_id, Complete(finished_at, tuple(stored)), finished=True)
         log.debug("job %s done", job_id)
 
     async def _watch_deadlines(self) -> None:
@@ -345,9 +466,16 @@ class Dispatcher:
                 await self._store.save(transition(job, event), expect=job.state)
         finally:
             if finished and self._tracked.pop(job_id, None) is not None:
+                if self._running == job_id:
+                    self._running = None
                 self.wake()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _checkpoint(job: Job) -> str | None:
+    checkpoint = job.params.get("checkpoint")
+    return checkpoint if isinstance(checkpoint, str) else None

@@ -11,6 +11,7 @@
     │   ├── PresetNotFound            404 preset_not_found
     │   └── JobNotFound               404 job_not_found
     ├── MethodNotAllowed              405 method_not_allowed
+    ├── PresetExists                  409 preset_exists       (a new preset's slug is taken)
     ├── PayloadTooLarge               413 payload_too_large
     ├── QueueFull                     429 queue_full          (backpressure; carries Retry-After)
     ├── ConfigError                   500 config_error        (presets.yaml, workflows, settings)
@@ -96,6 +97,11 @@ class JobNotFound(NotFound):
 class MethodNotAllowed(GatewayError):
     status = 405
     code = "method_not_allowed"
+
+
+class PresetExists(GatewayError):
+    status = 409
+    code = "preset_exists"
 
 
 class PayloadTooLarge(GatewayError):

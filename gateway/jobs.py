@@ -43,6 +43,8 @@ class StoredImage:
 
     relative_path: str
     node_id: str | None = None
+    thumb_path: str | None = None
+    """The thumbnail's path relative to the thumbnails folder, if one could be made."""
 
 
 @dataclass(frozen=True)

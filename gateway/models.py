@@ -6,7 +6,7 @@ The field names of the GAZE v1 contract are kept exactly; extra fields are addit
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -35,6 +35,18 @@ def _printable(value: str) -> str:
 Text = Annotated[str, AfterValidator(_printable)]
 
 
+MAX_LORAS = 8
+
+
+class LoraRequest(BaseModel):
+    """One LoRA applied to the checkpoint's model and CLIP."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: Text = Field(min_length=1, max_length=500, description="LoRA file name as ComfyUI lists it.")
+    strength: float = Field(1.0, ge=-10, le=10, description="Strength for both model and CLIP.")
+
+
 class GenerateRequest(BaseModel):
     """Body of `POST /api/v1/generate/<slug>`. Every field is optional; unknown fields are refused."""
 
@@ -51,6 +63,14 @@ class GenerateRequest(BaseModel):
     )
     width: int | None = Field(None, ge=8, le=MAX_SIDE, multiple_of=8, description="Width in pixels.")
     height: int | None = Field(None, ge=8, le=MAX_SIDE, multiple_of=8, description="Height in pixels.")
+    steps: int | None = Field(None, ge=1, le=200, description="Sampler steps.")
+    cfg: float | None = Field(None, ge=0, le=50, description="Classifier-free guidance scale.")
+    sampler: Text | None = Field(None, min_length=1, max_length=100, description="Sampler name, e.g. euler.")
+    scheduler: Text | None = Field(None, min_length=1, max_length=100, description="Scheduler name, e.g. karras.")
+    denoise: float | None = Field(None, ge=0, le=1, description="Denoising strength, 0-1.")
+    batch: int | None = Field(None, ge=1, le=16, description="Images per job (the empty latent's batch size).")
+    loras: list[LoraRequest] = Field(default_factory=list, max_length=MAX_LORAS,
+                                     description="LoRAs to apply, in order.")
 
     @model_validator(mode="after")
     def _check_combinations(self) -> GenerateRequest:
@@ -87,6 +107,16 @@ class JobResult(BaseModel):
     seed: int | None
 
 
+class JobProgress(BaseModel):
+    """Where a processing job is: the node ComfyUI runs, and its sampler steps if it has them."""
+
+    step: int = Field(description="Steps done by the node that last reported steps (a sampler); 0 before any.")
+    total_steps: int = Field(description="Steps that node has in all; 0 before any node reported steps.")
+    percent: float = Field(description="step / total_steps, in percent.")
+    node: str | None = Field(description="Id of the node ComfyUI is executing.")
+    node_type: str | None = Field(description="Its class, e.g. KSampler.")
+
+
 class JobRecord(BaseModel):
     """`GET /api/v1/job/<id>`: the GAZE fields first, then additions."""
 
@@ -101,6 +131,57 @@ class JobRecord(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    queue_position: int | None = Field(None, description="1-based place in the queue while pending.")
+    progress: JobProgress | None = Field(None, description="Live progress while processing.")
+
+
+class ImageItem(BaseModel):
+    """One result image in the gallery."""
+
+    id: str
+    job_id: str
+    preset: str
+    image_url: str
+    thumb_url: str | None
+    relative_path: str
+    seed: int | None
+    created_at: str
+
+
+class ImageList(BaseModel):
+    images: list[ImageItem]
+    total: int = Field(description="Images matching the filter, in all.")
+
+
+class JobCountsOut(BaseModel):
+    waiting: int = Field(description="Jobs not started yet (in the gateway's queue or ComfyUI's).")
+    running: int
+    done_last_hour: int
+    failed_last_hour: int
+
+
+class BackendOut(BaseModel):
+    url: str
+    state: Literal["idle", "loading", "running", "errored", "unreachable"]
+    message: str = Field(description="What the state means now, for people.")
+    version: str | None = Field(description="ComfyUI's version, once it has answered.")
+    loaded_checkpoint: str | None = Field(description="The checkpoint ComfyUI last loaded for a job, if known.")
+    model_swaps: int = Field(description="Checkpoint changes since the gateway started.")
+
+
+class EstimatesOut(BaseModel):
+    job_seconds: float | None = Field(description="Median run time of recent jobs.")
+    wait_seconds: float | None = Field(description="Expected wait before a job submitted now starts.")
+
+
+class StatusOut(BaseModel):
+    """`GET /api/v1/status`."""
+
+    jobs: JobCountsOut
+    backend: BackendOut
+    estimates: EstimatesOut
+    managed_comfyui: ManagedComfyUI | None = Field(
+        None, description="The ComfyUI process the gateway runs itself (GATEWAY_COMFYUI_MANAGED=1); else null.")
 
 
 class PresetSummary(BaseModel):
@@ -115,6 +196,58 @@ class PresetSummary(BaseModel):
 
 class PresetList(BaseModel):
     presets: list[PresetSummary]
+
+
+ManagedState = Literal["starting", "running", "restarting", "stopped", "failed"]
+
+
+class ManagedComfyUI(BaseModel):
+    """What the gateway's own ComfyUI child process is doing (managed mode only)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    state: ManagedState
+    message: str
+    restarts: int = Field(0, description="Times the process was started again after it died.")
+    pid: int | None = None
+SLUG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+Binding = str | list[str]
+
+
+class PresetChange(BaseModel):
+    """Body of `PATCH /api/v1/presets/<slug>`: the fields given replace the preset's; `null`
+    removes an optional one (description, defaults, params, timeout, cover)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: Text | None = Field(None, min_length=1, max_length=200, description="Shown to people.")
+    description: Text | None = Field(None, max_length=2000)
+    workflow: dict[str, Any] | None = Field(
+        None, description="The workflow: API format (Export (API)) or the editor's saved format.")
+    defaults: dict[str, str | int | float] | None = Field(None, description="Parameter values used when a "
+                                                          "request gives none.")
+    params: dict[str, Binding] | None = Field(None, description="Parameter bindings: name -> '<node id or "
+                                              "title>.<input>' (or a list of them).")
+    timeout: float | None = Field(None, gt=0, description="Seconds a job of this preset may run in ComfyUI.")
+    cover: str | None = Field(None, max_length=1_400_000, description="Cover image (PNG, JPEG or WebP), "
+                              "base64 or a data: URL.")
+
+
+class PresetCreate(PresetChange):
+    """Body of `POST /api/v1/presets`."""
+
+    slug: str = Field(pattern=SLUG_PATTERN, description="1-64 letters, digits, '_' or '-'.")
+    name: Text = Field(min_length=1, max_length=200)
+    workflow: dict[str, Any]
+
+
+class PresetCopy(BaseModel):
+    """Body of `POST /api/v1/presets/<slug>/duplicate`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    slug: str = Field(pattern=SLUG_PATTERN, description="Slug of the copy.")
+    name: Text | None = Field(None, min_length=1, max_length=200, description="Default: '<name> (copy)'.")
 
 
 class ErrorDetail(BaseModel):

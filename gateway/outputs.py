@@ -1,4 +1,4 @@
-"""Result files under the uploads folder, and their public URLs.
+"""Result files under the uploads folder, their thumbnails, and their public URLs.
 
 Names are `presets/<slug>/gen_<unix seconds>_<96 random bits>.<ext>`: they never collide, and
 since they are served without a key, one name says nothing about any other.
@@ -7,22 +7,49 @@ since they are served without a key, one name says nothing about any other.
 from __future__ import annotations
 
 import asyncio
-import os
+import io
+import logging
 import secrets
 import time
 from pathlib import Path, PurePosixPath
 
+from PIL import Image, UnidentifiedImageError
+
+from gateway.atomic import write_atomic
+
+log = logging.getLogger(__name__)
+
 STATIC_PREFIX = "/static/uploads"
+THUMBS_PREFIX = "/static/thumbs"
+THUMB_SIZE = 320
+"""Thumbnails fit in a square of this many pixels."""
 _EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
 
 
 class OutputStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, thumbs: Path | None = None) -> None:
         self.root = root
+        self.thumbs = thumbs if thumbs is not None else root.parent / "thumbs"
 
     @staticmethod
     def url(relative_path: str) -> str:
         return f"{STATIC_PREFIX}/{relative_path}"
+
+    @staticmethod
+    def thumb_url(thumb_path: str) -> str:
+        return f"{THUMBS_PREFIX}/{thumb_path}"
+
+    async def thumbnail(self, relative_path: str, data: bytes) -> str | None:
+        """Make a result image's thumbnail once (WebP); returns its path relative to the
+        thumbnails folder, or None when the file is not an image Pillow can read."""
+        thumb = str(PurePosixPath(relative_path).with_suffix(".webp"))
+        try:
+            encoded = await asyncio.to_thread(_thumbnail, data)
+            await asyncio.to_thread(write_atomic, self.thumbs / thumb, encoded)
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+            log.warning("no thumbnail for %s: %s", relative_path, exc)
+            return None
+        return thumb
 
     def path(self, relative_path: str) -> Path:
         return self.root / relative_path
@@ -36,19 +63,16 @@ class OutputStore:
         if ext not in _EXTENSIONS:
             ext = ".png"
         relative = f"presets/{slug}/gen_{int(time.time())}_{secrets.token_hex(12)}{ext}"
-        await asyncio.to_thread(self._write, self.root / relative, data)
+        await asyncio.to_thread(write_atomic, self.root / relative, data)
         return relative
 
-    @staticmethod
-    def _write(target: Path, data: bytes) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+
+def _thumbnail(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as opened:
+        opened.thumbnail((THUMB_SIZE, THUMB_SIZE))
+        image: Image.Image = opened
+        if image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        out = io.BytesIO()
+        image.save(out, "WEBP", quality=80, method=4)
+    return out.getvalue()

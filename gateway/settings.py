@@ -7,6 +7,7 @@ meaning; the README's configuration table must list every one (a test checks it)
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -56,6 +57,24 @@ def _optional(raw: str) -> str | None:
     return raw or None
 
 
+def _preview_method(raw: str) -> str:
+    value = raw.lower()
+    if value not in {"none", "auto", "latent2rgb", "taesd"}:
+        raise ValueError("must be one of none, auto, latent2rgb, taesd")
+    return value
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be 1 or 0 (true/false, yes/no, on/off)")
+
+
+def _shell_words(raw: str) -> tuple[str, ...]:
+    return tuple(shlex.split(raw))
+
+
 def _log_level(raw: str) -> str:
     value = raw.upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -84,8 +103,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Jobs that may wait in the queue; past it `POST /generate` answers 429 with Retry-After."),
     Setting("GATEWAY_MAX_ATTEMPTS", "max_attempts", _positive_int, 3,
             "Times a job is submitted to ComfyUI before a job ComfyUI keeps losing is failed."),
+    Setting("GATEWAY_PREVIEW_METHOD", "preview_method", _preview_method, "latent2rgb",
+            "How ComfyUI draws the live previews of sampler steps: none, latent2rgb (cheap), taesd or auto."),
     Setting("GATEWAY_LOG_LEVEL", "log_level", _log_level, "INFO",
             "Logging level: DEBUG, INFO, WARNING or ERROR."),
+    Setting("GATEWAY_COMFYUI_MANAGED", "comfyui_managed", _flag, False,
+            "1: the gateway runs ComfyUI itself as a supervised child process (see Managed ComfyUI)."),
+    Setting("GATEWAY_COMFYUI_DIR", "comfyui_dir", Path, Path("comfyui/ComfyUI"),
+            "Managed mode: the ComfyUI folder (the one holding `main.py`)."),
+    Setting("GATEWAY_COMFYUI_PYTHON", "comfyui_python", Path, Path("comfyui/venv/bin/python"),
+            "Managed mode: the Python interpreter that runs ComfyUI (its own venv)."),
+    Setting("GATEWAY_COMFYUI_PORT", "comfyui_port", _port, 8188,
+            "Managed mode: port ComfyUI listens on, on 127.0.0.1 only; the gateway talks to it there."),
+    Setting("GATEWAY_COMFYUI_ARGS", "comfyui_args", _shell_words, None,
+            "Managed mode: extra ComfyUI arguments, shell-quoted, e.g. `--cpu` or `--lowvram`."),
 )
 
 
@@ -107,7 +138,13 @@ class Settings:
     job_timeout: float = _DEFAULTS["job_timeout"]
     max_queued: int = _DEFAULTS["max_queued"]
     max_attempts: int = _DEFAULTS["max_attempts"]
+    preview_method: str = _DEFAULTS["preview_method"]
     log_level: str = _DEFAULTS["log_level"]
+    comfyui_managed: bool = _DEFAULTS["comfyui_managed"]
+    comfyui_dir: Path = _DEFAULTS["comfyui_dir"]
+    comfyui_python: Path = _DEFAULTS["comfyui_python"]
+    comfyui_port: int = _DEFAULTS["comfyui_port"]
+    comfyui_args: tuple[str, ...] | None = _DEFAULTS["comfyui_args"]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -122,6 +159,12 @@ class Settings:
                 values[setting.attr] = setting.parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"{setting.env}={raw!r} is not valid: {exc}") from exc
+        if values.get("comfyui_managed"):
+            own = cls(comfyui_port=values.get("comfyui_port", _DEFAULTS["comfyui_port"])).managed_comfyui_url
+            if values.setdefault("comfyui_url", own) != own:
+                raise ConfigError(f"GATEWAY_COMFYUI_URL={values['comfyui_url']!r} contradicts "
+                                  f"GATEWAY_COMFYUI_MANAGED=1: the managed ComfyUI answers at {own} "
+                                  "(choose its port with GATEWAY_COMFYUI_PORT)")
         return cls(**values)
 
     @property
@@ -131,6 +174,25 @@ class Settings:
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.data_dir / "thumbs"
+
+    @property
+    def managed_comfyui_url(self) -> str:
+        """Managed mode: where the child ComfyUI answers."""
+        return f"http://127.0.0.1:{self.comfyui_port}"
+
+    @property
+    def comfyui_data_dir(self) -> Path:
+        """Managed mode: ComfyUI's output, temp, user and input folders and its log live here."""
+        return self.data_dir / "comfyui"
+
+    @property
+    def object_info_cache(self) -> Path:
+        """The last `/object_info` fetched from ComfyUI, used to convert editor-format workflows."""
+        return self.data_dir / "object_info.json"
 
 
 def _check_consistency() -> None:

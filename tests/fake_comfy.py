@@ -359,6 +359,11 @@ class FakeComfyUI:
         """Stop stalling: the hanging prompt and all later ones run normally."""
         self.stall = False
 
+    @property
+    def open_sockets(self) -> int:
+        """Websocket connections open now."""
+        return len(self._connections)
+
     def drop_sockets(self) -> None:
         """Abort every websocket connection without a close frame, as a network drop does. The
         server and its queue keep running; messages sent while no socket is connected are lost."""

@@ -19,12 +19,13 @@ def refs(*specs: str) -> tuple[InputRef, ...]:
             {"checkpoint": refs("4.ckpt_name"), "seed": refs("3.seed"), "width": refs("5.width"),
              "height": refs("5.height"), "positive": refs("6.text"), "negative": refs("7.text"),
              "steps": refs("3.steps"), "cfg": refs("3.cfg"), "sampler": refs("3.sampler_name"),
-             "scheduler": refs("3.scheduler"), "denoise": refs("3.denoise")},
+             "scheduler": refs("3.scheduler"), "denoise": refs("3.denoise"), "batch": refs("5.batch_size")},
             id="standard-text-to-image",
         ),
         pytest.param(
             workflow("example_noise.json"),
-            {"seed": refs("2.seed"), "width": refs("1.width"), "height": refs("1.height")},
+            {"seed": refs("2.seed"), "width": refs("1.width"), "height": refs("1.height"),
+             "batch": refs("1.batch_size")},
             id="model-free",
         ),
         pytest.param(
@@ -33,7 +34,7 @@ def refs(*specs: str) -> tuple[InputRef, ...]:
              "positive": refs("6.text", "15.text"), "negative": refs("7.text", "16.text"),
              "steps": refs("10.steps", "11.steps"), "cfg": refs("10.cfg", "11.cfg"),
              "sampler": refs("10.sampler_name", "11.sampler_name"),
-             "scheduler": refs("10.scheduler", "11.scheduler")},
+             "scheduler": refs("10.scheduler", "11.scheduler"), "batch": refs("5.batch_size")},
             id="two-checkpoints-is-ambiguous",
         ),
         pytest.param(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,25 @@ async def test_check_without_comfyui_skips_the_server_checks(capsys: pytest.Capt
     settings = Settings(comfyui_url="http://127.0.0.1:9", presets_path=ROOT / "presets.yaml", data_dir=tmp_path)
     assert await run_check(settings) == 0
     assert "skip ComfyUI checks" in capsys.readouterr().out
+
+
+async def test_check_reports_editor_workflows_it_cannot_convert(capsys: pytest.CaptureFixture[str],
+                                                                tmp_path: Path) -> None:
+    editor = load_json(DATA / "editor" / "default.editor.json")
+    broken = {"nodes": [{"id": 7, "type": "NoSuchNode", "mode": 0}], "links": []}
+    (tmp_path / "ok.json").write_text(json.dumps(editor))
+    (tmp_path / "bad.json").write_text(json.dumps(broken))
+    (tmp_path / "presets.yaml").write_text("ok:\n  name: OK\n  workflow: ok.json\n"
+                                           "bad:\n  name: Bad\n  workflow: bad.json\n")
+    settings = Settings(comfyui_url="http://127.0.0.1:9", presets_path=tmp_path / "presets.yaml",
+                        data_dir=tmp_path / "data")
+    assert await run_check(settings, offline=True) == 1
+    out = capsys.readouterr().out
+    assert "FAIL ok: " in out and "/object_info" in out  # nothing to convert with yet
+
+    settings.object_info_cache.parent.mkdir()
+    settings.object_info_cache.write_text(json.dumps(OBJECT_INFO))
+    assert await run_check(settings, offline=True) == 1
+    out = capsys.readouterr().out
+    assert "ok   ok: ok.json (editor format, converted)" in out
+    assert "FAIL bad: " in out and "node 7 (NoSuchNode): ComfyUI has no node of this type" in out

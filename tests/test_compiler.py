@@ -57,7 +57,7 @@ def test_plan_jobs_refuses_what_the_preset_lacks(body: dict, field: str) -> None
 
 def test_empty_extra_prompt_is_not_an_override() -> None:
     assert plan_jobs(NOISE, GenerateRequest(extra_positive=""), random_seed=5) == [
-        {"seed": 5, "width": 512, "height": 512}]
+        {"seed": 5, "width": 512, "height": 512, "batch": 1}]
 
 
 def test_compile_sets_bindings_and_a_prefix_per_job_without_touching_the_template() -> None:
@@ -72,3 +72,81 @@ def test_compile_sets_bindings_and_a_prefix_per_job_without_touching_the_templat
     assert prompt["9"]["inputs"]["filename_prefix"] == "gateway/job-1"
     prompt["3"]["inputs"]["model"].append("mutated")
     assert SD15.graph == before
+
+
+# -- parameters beyond GAZE ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("body", "inputs"), [
+    ({"steps": 4, "cfg": 3.5, "sampler": "dpmpp_2m", "scheduler": "karras", "denoise": 0.5},
+     {"3": {"steps": 4, "cfg": 3.5, "sampler_name": "dpmpp_2m", "scheduler": "karras", "denoise": 0.5}}),
+    ({"batch": 3}, {"5": {"batch_size": 3}}),
+    ({"cfg": 7}, {"3": {"cfg": 7.0}}),
+])
+def test_sampling_parameters_are_bound(body: dict, inputs: dict) -> None:
+    params = plan_jobs(SD15, GenerateRequest.model_validate(body), random_seed=0)[0]
+    prompt = compile_prompt(SD15, params, "job")
+    for node_id, values in inputs.items():
+        for name, value in values.items():
+            assert prompt[node_id]["inputs"][name] == value
+
+
+@pytest.mark.parametrize("field", ["steps", "cfg", "sampler", "scheduler", "denoise"])
+def test_a_preset_without_a_sampler_refuses_sampling_parameters(field: str) -> None:
+    value = {"steps": 3, "cfg": 2.0, "sampler": "euler", "scheduler": "normal", "denoise": 0.5}[field]
+    with pytest.raises(UnsupportedParameter) as info:
+        plan_jobs(NOISE, GenerateRequest.model_validate({field: value}), random_seed=0)
+    assert info.value.field == field
+
+
+def loras_of(preset: object, *pairs: tuple[str, float]) -> dict:
+    body = GenerateRequest.model_validate({"loras": [{"name": n, "strength": s} for n, s in pairs]})
+    return compile_prompt(preset, plan_jobs(preset, body, random_seed=0)[0], "job")  # type: ignore[arg-type]
+
+
+def test_loras_are_inserted_between_the_checkpoint_and_its_users() -> None:
+    before = copy.deepcopy(SD15.graph)
+    prompt = loras_of(SD15, ("a.safetensors", 0.8), ("b.safetensors", -1.0))
+    assert SD15.graph == before
+    assert prompt["10"] == {"class_type": "LoraLoader", "_meta": {"title": "LoRA 1"},
+                            "inputs": {"model": ["4", 0], "clip": ["4", 1], "lora_name": "a.safetensors",
+                                       "strength_model": 0.8, "strength_clip": 0.8}}
+    assert prompt["11"]["inputs"] == {"model": ["10", 0], "clip": ["10", 1], "lora_name": "b.safetensors",
+                                           "strength_model": -1.0, "strength_clip": -1.0}
+    assert prompt["3"]["inputs"]["model"] == ["11", 0]
+    assert prompt["6"]["inputs"]["clip"] == prompt["7"]["inputs"]["clip"] == ["11", 1]
+    assert prompt["8"]["inputs"]["vae"] == ["4", 2]  # the VAE does not go through LoRAs
+
+
+def test_no_loras_leave_the_graph_alone() -> None:
+    params = plan_jobs(SD15, GenerateRequest(), random_seed=0)[0]
+    assert set(compile_prompt(SD15, params, "job")) == set(SD15.graph)
+
+
+WITH_LORA = build_preset("lora", {"name": "L"}, {
+    **workflow("sd15_text_to_image.json"),
+    "10": {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "clip": ["4", 1], "lora_name": "own.safetensors",
+                                                  "strength_model": 1.0, "strength_clip": 0.5}},
+}, workflow_file="lora.json")
+
+
+def test_loras_go_into_the_graphs_own_loader() -> None:
+    prompt = loras_of(WITH_LORA, ("mine.safetensors", 0.3))
+    assert set(prompt) == set(WITH_LORA.graph)
+    assert prompt["10"]["inputs"] == {"model": ["4", 0], "clip": ["4", 1], "lora_name": "mine.safetensors",
+                                           "strength_model": 0.3, "strength_clip": 0.3}
+
+
+@pytest.mark.parametrize(("preset", "count", "reason"), [
+    (WITH_LORA, 2, "has 1 LoRA loader"),
+    (NOISE, 1, "no checkpoint loader"),
+    (SD15, 9, None),  # the request model allows at most 8
+])
+def test_too_many_loras(preset: object, count: int, reason: str | None) -> None:
+    body = {"loras": [{"name": f"{i}.safetensors"} for i in range(count)]}
+    if reason is None:
+        with pytest.raises(ValueError, match="at most 8"):
+            GenerateRequest.model_validate(body)
+        return
+    with pytest.raises(UnsupportedParameter, match=reason) as info:
+        plan_jobs(preset, GenerateRequest.model_validate(body), random_seed=0)  # type: ignore[arg-type]
+    assert info.value.field == "loras"

@@ -14,6 +14,8 @@ README = (ROOT / "README.md").read_text()
 def test_every_setting_is_in_the_configuration_table() -> None:
     for setting in SETTINGS:
         default = "(none)" if setting.default is None else str(setting.default)
+        if isinstance(setting.default, bool):
+            default = str(int(setting.default))
         if isinstance(setting.default, float) and setting.default.is_integer():
             default = str(int(setting.default))
         row = re.search(rf"^\| `{setting.env}` \| (.+?) \| (.+?) \|$", README, re.MULTILINE)

@@ -47,7 +47,7 @@ def test_explicit_bindings_and_defaults(tmp_path: Path) -> None:
     ("yaml_text", "graph", "message"),
     [
         ("p:\n  workflow: wf.json\n", SD15, "preset 'p': 'name' is required"),
-        ("p:\n  name: P\n", SD15, "'workflow' (an API-format JSON file) is required"),
+        ("p:\n  name: P\n", SD15, "'workflow' (a workflow JSON file) is required"),
         ("p:\n  name: P\n  workflow: missing.json\n", SD15, "workflow file"),
         ("p:\n  name: P\n  workflow: wf.json\n  params:\n    seed: '3.sed'\n", SD15,
          "preset 'p': parameter 'seed' in wf.json: node 3 (KSampler) has no input 'sed'"),

@@ -20,12 +20,17 @@ def test_reads_every_variable() -> None:
     env = {"GATEWAY_COMFYUI_URL": "http://gpu:8188/", "GATEWAY_DATA_DIR": "/srv/d", "GATEWAY_PRESETS": "/p.yaml",
            "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": "8000", "GATEWAY_API_KEY": "k",
            "GATEWAY_MAX_IN_FLIGHT": "3", "GATEWAY_JOB_TIMEOUT": "30", "GATEWAY_LOG_LEVEL": "debug",
-           "GATEWAY_MAX_QUEUED": "50", "GATEWAY_MAX_ATTEMPTS": "5"}
+           "GATEWAY_MAX_QUEUED": "50", "GATEWAY_MAX_ATTEMPTS": "5", "GATEWAY_PREVIEW_METHOD": "TAESD",
+           "GATEWAY_COMFYUI_MANAGED": "0", "GATEWAY_COMFYUI_DIR": "/opt/ComfyUI", "GATEWAY_COMFYUI_PYTHON": "/opt/py",
+           "GATEWAY_COMFYUI_PORT": "8190", "GATEWAY_COMFYUI_ARGS": "--cpu --preview-method 'auto'"}
     assert set(env) == {s.env for s in SETTINGS}
     s = Settings.from_env(env)
     assert s == Settings(comfyui_url="http://gpu:8188", data_dir=Path("/srv/d"), presets_path=Path("/p.yaml"),
                          host="127.0.0.1", port=8000, api_key="k", max_in_flight=3, job_timeout=30.0,
-                         log_level="DEBUG", max_queued=50, max_attempts=5)
+                         log_level="DEBUG", max_queued=50, max_attempts=5, preview_method="taesd",
+                         comfyui_managed=False,
+                         comfyui_dir=Path("/opt/ComfyUI"), comfyui_python=Path("/opt/py"), comfyui_port=8190,
+                         comfyui_args=("--cpu", "--preview-method", "auto"))
 
 
 @pytest.mark.parametrize(
@@ -37,8 +42,30 @@ def test_reads_every_variable() -> None:
         ({"GATEWAY_MAX_IN_FLIGHT": "0"}, "at least 1"),
         ({"GATEWAY_JOB_TIMEOUT": "-1"}, "greater than 0"),
         ({"GATEWAY_LOG_LEVEL": "loud"}, "DEBUG, INFO"),
+        ({"GATEWAY_PREVIEW_METHOD": "fancy"}, "none, auto, latent2rgb, taesd"),
+        ({"GATEWAY_COMFYUI_MANAGED": "maybe"}, "must be 1 or 0"),
+        ({"GATEWAY_COMFYUI_ARGS": "--cpu 'unclosed"}, "GATEWAY_COMFYUI_ARGS=.* is not valid"),
+        ({"GATEWAY_COMFYUI_MANAGED": "1", "GATEWAY_COMFYUI_URL": "http://gpu:8188"},
+         "contradicts GATEWAY_COMFYUI_MANAGED=1: the managed ComfyUI answers at http://127.0.0.1:8188"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("env", "managed", "url"),
+    [
+        ({}, False, "http://127.0.0.1:8188"),
+        ({"GATEWAY_COMFYUI_MANAGED": "1"}, True, "http://127.0.0.1:8188"),
+        ({"GATEWAY_COMFYUI_MANAGED": "yes", "GATEWAY_COMFYUI_PORT": "8190"}, True, "http://127.0.0.1:8190"),
+        ({"GATEWAY_COMFYUI_MANAGED": "1", "GATEWAY_COMFYUI_URL": "http://127.0.0.1:8188/"}, True,
+         "http://127.0.0.1:8188"),
+        ({"GATEWAY_COMFYUI_MANAGED": "off", "GATEWAY_COMFYUI_URL": "http://gpu:8188"}, False, "http://gpu:8188"),
+        ({"GATEWAY_COMFYUI_PORT": "8190"}, False, "http://127.0.0.1:8188"),
+    ],
+)
+def test_managed_mode_talks_to_its_own_comfyui(env: dict[str, str], managed: bool, url: str) -> None:
+    s = Settings.from_env(env)
+    assert (s.comfyui_managed, s.comfyui_url) == (managed, url)

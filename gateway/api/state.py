@@ -6,10 +6,13 @@ from aiohttp import web
 
 from gateway.api.auth import KeyRing
 from gateway.dispatcher import Dispatcher
+from gateway.events import Hub
 from gateway.models import Preset
 from gateway.outputs import OutputStore
+from gateway.preset_registry import PresetRegistry
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.supervisor import Supervisor
 
 STORE = web.AppKey("store", Store)
 PRESETS = web.AppKey("presets", dict[str, Preset])
@@ -17,3 +20,7 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 OUTPUTS = web.AppKey("outputs", OutputStore)
 KEYRING = web.AppKey("keyring", KeyRing)
 SETTINGS = web.AppKey("settings", Settings)
+HUB = web.AppKey("hub", Hub)
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+"""Present only when the gateway runs ComfyUI itself (GATEWAY_COMFYUI_MANAGED=1)."""
+REGISTRY = web.AppKey("registry", PresetRegistry)

@@ -1,20 +1,31 @@
-"""Result files under `/static/uploads/`, served without a key (their names are unguessable)."""
+"""Result files under `/static/uploads/` and their thumbnails under `/static/thumbs/`, served
+without a key (their names are unguessable)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from aiohttp import web
 
 from gateway.api.state import OUTPUTS
 from gateway.errors import NotFound
-from gateway.outputs import STATIC_PREFIX
+from gateway.outputs import STATIC_PREFIX, THUMBS_PREFIX
 
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 async def upload(request: web.Request) -> web.FileResponse:
-    outputs = request.app[OUTPUTS]
+    return _serve(request, request.app[OUTPUTS].root)
+
+
+async def thumb(request: web.Request) -> web.FileResponse:
+    return _serve(request, request.app[OUTPUTS].thumbs)
+
+
+def _serve(request: web.Request, folder: Path) -> web.FileResponse:
+    """A file inside `folder`, never outside it (no `..`, no symlink out), never a hidden one."""
     relative = request.match_info["path"]
-    root = outputs.root.resolve()
+    root = folder.resolve()
     path = (root / relative).resolve()
     if not path.is_relative_to(root) or not path.is_file() or path.name.startswith("."):
         raise NotFound(f"no such file: {request.path}")
@@ -22,4 +33,4 @@ async def upload(request: web.Request) -> web.FileResponse:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get(STATIC_PREFIX + "/{path:.+}", upload)]
+    return [web.get(STATIC_PREFIX + "/{path:.+}", upload), web.get(THUMBS_PREFIX + "/{path:.+}", thumb)]

@@ -11,10 +11,12 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from gateway.api.records import COVERS_PREFIX, job_record, preset_summary
-from gateway.api.state import DISPATCHER, PRESETS, SETTINGS, STORE
+from gateway.api.state import DISPATCHER, HUB, PRESETS, REGISTRY, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
+from gateway.choices import unknown_name
 from gateway.compiler import plan_jobs
 from gateway.errors import JobNotFound, NotFound, PresetNotFound
+from gateway.events import Progress
 from gateway.jobs import Job
 from gateway.models import GenerateRequest, GenerateResponse, Preset, PresetList, QueuedJob
 
@@ -42,6 +44,11 @@ async def list_presets(request: web.Request) -> web.Response:
 async def generate(request: web.Request) -> web.Response:
     preset = _preset(request)
     body = parse(GenerateRequest, await read_json_object(request))
+    registry = request.app[REGISTRY]
+    if unknown_name(body, registry.object_info) is not None:  # maybe new on the server: ask once more
+        problem = unknown_name(body, await registry.fresh_object_info())
+        if problem is not None:
+            raise problem
     now = time.time()
     jobs = [
         Job(id=str(uuid.uuid4()), preset=preset.slug, label=f"Preset: {preset.name}", params=params,
@@ -53,15 +60,21 @@ async def generate(request: web.Request) -> web.Response:
     return json_response(GenerateResponse(jobs=[QueuedJob(job_id=j.id) for j in jobs]), status=202)
 
 
-def _record_of(job: Job | None, job_id: str) -> web.Response:
+def _record_of(job: Job | None, job_id: str, *, queue_position: int | None = None,
+               progress: Progress | None = None) -> web.Response:
     if job is None:
         raise JobNotFound(f"no job with id '{job_id}'", job_id=job_id)
-    return json_response(job_record(job))
+    return json_response(job_record(job, queue_position=queue_position, progress=progress))
 
 
 async def get_job(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
-    return _record_of(await request.app[STORE].get(job_id), job_id)
+    store = request.app[STORE]
+    job = await store.get(job_id)
+    if job is None or job.gaze_status != "pending":
+        return _record_of(job, job_id, progress=request.app[HUB].progress(job_id))
+    position = (await store.queue_positions([job_id])).get(job_id)
+    return _record_of(job, job_id, queue_position=position)
 
 
 async def cancel_job(request: web.Request) -> web.Response:

@@ -22,6 +22,14 @@ _MESSAGES = {
     "string_too_short": "must not be empty",
     "string_too_long": "must be at most {max_length} characters",
     "extra_forbidden": "is not a known field",
+    "string_pattern_mismatch": "must match {pattern}",
+    "dict_type": "must be an object",
+    "float_type": "must be a number",
+    "greater_than": "must be greater than {gt}",
+    "list_type": "must be a list",
+    "too_long": "must have at most {max_length} items",
+    "model_type": "must be an object",
+    "missing": "is required",
 }
 
 
@@ -80,3 +88,31 @@ def _to_error(exc: pydantic.ValidationError, fields: list[str]) -> InvalidParame
         return InvalidParameter(loc, f"{loc}: {reason} (known fields: {known})")
     return InvalidParameter(loc, f"{loc}: {reason}")
 
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on", ""}, {"0", "false", "no", "off"}
+
+
+def query_flag(request: web.Request, name: str) -> bool:
+    """A yes/no query parameter: absent is no; `?name`, `1`, `true`, `yes` are yes."""
+    raw = request.query.get(name)
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise InvalidParameter(name, f"{name}: must be 1 or 0 (true or false)")
+    return value in _TRUE
+
+
+def query_int(request: web.Request, name: str, *, default: int, minimum: int, maximum: int) -> int:
+    """An integer query parameter within [minimum, maximum]."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidParameter(name, f"{name}: must be an integer") from None
+    if not minimum <= value <= maximum:
+        raise InvalidParameter(name, f"{name}: must be between {minimum} and {maximum}")
+    return value

@@ -141,6 +141,9 @@ class ComfyClient:
                     max_msg_size=64 * 1024 * 1024, timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
                 ) as ws:
                     delay = self._backoff[0]
+                    # previews then come with their prompt id (binary type 4), so two clients'
+                    # or two jobs' previews are never confused
+                    await ws.send_json({"type": "feature_flags", "data": {"supports_preview_metadata": True}})
                     yield Connected()
                     async for msg in ws:
                         if msg.type is aiohttp.WSMsgType.TEXT:
