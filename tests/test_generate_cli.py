@@ -13,9 +13,8 @@ import pytest
 from rich.console import Console
 
 from gateway.__main__ import main
-from gateway.models import JobRecord
+from gateway.models import JobProgress, JobRecord
 from gateway.sdk.events import JobUpdate, ProgressUpdate
-from gateway.sdk.models import Progress
 from gateway.sdk.view import LiveView
 from tests.conftest import API_KEY, Gateway
 from tests.fake_comfy import FakeComfyUI
@@ -145,8 +144,8 @@ def test_live_view_draws_a_bar_per_job() -> None:
     with LiveView(console) as view:
         view.add(1, "0123456789abcdef")
         view.update("0123456789abcdef", JobUpdate(record))
-        view.update("0123456789abcdef", ProgressUpdate(Progress(step=5, total_steps=20, percent=25.0,
-                                                                node_type="KSampler")))
+        view.update("0123456789abcdef", ProgressUpdate(JobProgress(step=5, total_steps=20, percent=25.0,
+                                                                   node="3", node_type="KSampler")))
         view.saved(Path("out/a.png"), 42)
     text = screen.getvalue()
     assert "#1 01234567" in text and "step 5/20 KSampler" in text and "out/a.png  seed 42" in text

@@ -18,9 +18,12 @@ from gateway.sdk import (
     JobEnd,
     JobEvent,
     JobUpdate,
+    PreviewImage,
+    ProgressUpdate,
 )
 from tests.conftest import API_KEY, Comfy, Gateway
 from tests.fake_comfy import FakeComfyUI
+from tests.test_integration import needs_checkpoint
 
 
 class InThread:
@@ -91,13 +94,20 @@ async def test_generate_wait_download(api: Any, comfy: Comfy, tmp_path: Path) ->
     assert (await api.job(ids[1])) == records[1]
 
 
-async def test_events_end_with_the_final_record(api: Any, comfy: Comfy) -> None:
-    slug, overrides = text_to_image(comfy)
-    [job_id] = await api.generate(slug, **overrides)
-    events = await api.all_events(job_id)
+async def test_events_follow_a_job_to_its_end(api: Any, comfy: Comfy) -> None:
+    checkpoint = needs_checkpoint(comfy)
+    if comfy.fake is not None:
+        comfy.fake.step_delay = 0.02
+    [job_id] = await api.generate("sd15", checkpoint=checkpoint, width=64, height=64, seed=3)
+    events = await api.all_events(job_id, previews=True)
     assert isinstance(events[0], JobUpdate) and events[0].job.id == job_id
     assert isinstance(events[-1], JobEnd) and events[-1].job.status == "done"
+    assert events[-1].job.result.seed == 3
     assert sum(isinstance(e, JobEnd) for e in events) == 1
+    steps = [e.progress for e in events if isinstance(e, ProgressUpdate) and e.progress.total_steps]
+    assert steps and steps[-1].step == steps[-1].total_steps
+    previews = [e for e in events if isinstance(e, PreviewImage)]
+    assert previews and previews[0].content().startswith(b"\xff\xd8")  # JPEG
 
 
 async def test_events_of_a_finished_job(api: Any, gateway: Gateway) -> None:
@@ -105,6 +115,17 @@ async def test_events_of_a_finished_job(api: Any, gateway: Gateway) -> None:
     await gateway.wait(job_id)
     events = await api.all_events(job_id)
     assert [type(e) for e in events] == [JobUpdate, JobEnd]
+
+
+async def test_status_and_gallery(api: Any, gateway: Gateway) -> None:
+    [job_id] = await api.generate("example_01", width=64, height=64, seed=11)
+    await gateway.wait(job_id)
+    status = await api.status()
+    assert status.jobs.done_last_hour == 1 and status.jobs.waiting == 0
+    assert status.backend.url == gateway.settings.comfyui_url
+    page = await api.images(limit=10, preset="example_01")
+    assert page.total == 1 and (page.images[0].job_id, page.images[0].seed) == (job_id, 11)
+    assert (await api.images(preset="sd15")).total == 0
 
 
 async def test_cancel_and_interrupt_all(api: Any, gateway: Gateway, fake: FakeComfyUI) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.models import JobRecord
+from gateway.models import JobProgress, JobRecord
 from gateway.sdk.errors import ClientError, StreamLost
 from gateway.sdk.events import (
     JobEnd,
@@ -20,7 +20,6 @@ from gateway.sdk.events import (
     QueueUpdate,
     parse_job_event,
 )
-from gateway.sdk.models import Progress
 from gateway.sdk.sse import ServerSentEvent
 from gateway.sdk.view import JobLine
 
@@ -38,7 +37,7 @@ PROGRESS = {"step": 5, "total_steps": 20, "percent": 25.0, "node": "3", "node_ty
     ("job", record(), JobUpdate(JobRecord.model_validate(record()))),
     ("end", record("done"), JobEnd(JobRecord.model_validate(record("done")))),
     ("queue", {"queue_position": 3}, QueueUpdate(3)),
-    ("progress", PROGRESS, ProgressUpdate(Progress.model_validate(PROGRESS))),
+    ("progress", PROGRESS, ProgressUpdate(JobProgress.model_validate(PROGRESS))),
     ("preview", {"image": "data:image/jpeg;base64,/9j/"}, PreviewImage("data:image/jpeg;base64,/9j/")),
     ("gallery", {"x": 1}, OtherEvent("gallery", '{"x": 1}')),
 ])
@@ -98,13 +97,15 @@ def test_a_stream_that_keeps_closing_without_events_is_lost() -> None:
 
 
 def progress(step: int, total: int, node_type: str | None = "KSampler") -> ProgressUpdate:
-    return ProgressUpdate(Progress(step=step, total_steps=total, percent=0.0, node_type=node_type))
+    return ProgressUpdate(JobProgress(step=step, total_steps=total, percent=0.0, node="3", node_type=node_type))
 
 
 @pytest.mark.parametrize(("events", "state", "step", "total"), [
     ([], "queued", 0, 0),
     ([JobUpdate(JobRecord.model_validate(record()))], "waiting", 0, 0),
     ([QueueUpdate(3)], "waiting, #3 in queue", 0, 0),
+    ([JobUpdate(JobRecord.model_validate(record(queue_position=2)))], "waiting, #2 in queue", 0, 0),
+    ([JobUpdate(JobRecord.model_validate(record("processing", progress=PROGRESS)))], "step 5/20 KSampler", 5, 20),
     ([JobUpdate(JobRecord.model_validate(record("processing")))], "processing", 0, 0),
     ([progress(5, 20)], "step 5/20 KSampler", 5, 20),
     ([progress(0, 0, None)], "processing", 0, 0),

@@ -14,9 +14,9 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from gateway.models import ErrorBody, GenerateResponse, JobRecord, PresetList, PresetSummary
+from gateway.models import ErrorBody, GenerateResponse, ImageList, JobRecord, PresetList, PresetSummary, StatusOut
 from gateway.sdk.errors import ApiError, ClientError
-from gateway.sdk.models import ImagePage, PresetDetail, Status
+from gateway.sdk.models import PresetDetail
 
 T = TypeVar("T")
 
@@ -86,15 +86,15 @@ def interrupt_all() -> Call[int]:
     return Call("POST", f"{API}/interrupt", lambda body: int(body["cancelled"]))
 
 
-def status() -> Call[Status]:
-    return Call("GET", f"{API}/status", Status.model_validate)
+def status() -> Call[StatusOut]:
+    return Call("GET", f"{API}/status", StatusOut.model_validate)
 
 
-def images(limit: int = 50, offset: int = 0, preset: str | None = None) -> Call[ImagePage]:
+def images(limit: int = 50, offset: int = 0, preset: str | None = None) -> Call[ImageList]:
     params: dict[str, str | int] = {"limit": limit, "offset": offset}
     if preset is not None:
         params["preset"] = preset
-    return Call("GET", f"{API}/images", ImagePage.model_validate, params=params)
+    return Call("GET", f"{API}/images", ImageList.model_validate, params=params)
 
 
 def is_missing_route(error: ApiError) -> bool:

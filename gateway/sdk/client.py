@@ -16,12 +16,12 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from gateway.models import JobRecord, PresetSummary
+from gateway.models import ImageList, JobRecord, PresetSummary, StatusOut
 from gateway.sdk import calls
 from gateway.sdk.calls import Call, api_error, is_missing_route
 from gateway.sdk.errors import ApiError, GatewayUnreachable
 from gateway.sdk.events import JobEnd, JobEvent, JobStream
-from gateway.sdk.models import ImagePage, PresetDetail, Status
+from gateway.sdk.models import PresetDetail
 
 T = TypeVar("T")
 
@@ -115,10 +115,10 @@ class GatewayClient(_Base):
         """Cancel every waiting and running job; how many there were."""
         return self._send(calls.interrupt_all())
 
-    def status(self) -> Status:
+    def status(self) -> StatusOut:
         return self._send(calls.status())
 
-    def images(self, limit: int = 50, offset: int = 0, preset: str | None = None) -> ImagePage:
+    def images(self, limit: int = 50, offset: int = 0, preset: str | None = None) -> ImageList:
         return self._send(calls.images(limit, offset, preset))
 
     def download(self, image_url: str, path: str | Path) -> Path:
@@ -201,10 +201,10 @@ class AsyncGatewayClient(_Base):
     async def interrupt_all(self) -> int:
         return await self._send(calls.interrupt_all())
 
-    async def status(self) -> Status:
+    async def status(self) -> StatusOut:
         return await self._send(calls.status())
 
-    async def images(self, limit: int = 50, offset: int = 0, preset: str | None = None) -> ImagePage:
+    async def images(self, limit: int = 50, offset: int = 0, preset: str | None = None) -> ImageList:
         return await self._send(calls.images(limit, offset, preset))
 
     async def download(self, image_url: str, path: str | Path) -> Path:

@@ -14,10 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.models import JobRecord
+from gateway.models import JobProgress, JobRecord
 from gateway.sdk.calls import API, segment
 from gateway.sdk.errors import ClientError, StreamLost
-from gateway.sdk.models import Progress
 from gateway.sdk.sse import ServerSentEvent, SSEDecoder
 
 
@@ -35,7 +34,7 @@ class QueueUpdate:
 
 @dataclass(frozen=True)
 class ProgressUpdate:
-    progress: Progress
+    progress: JobProgress
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def parse_job_event(sse: ServerSentEvent) -> JobEvent:
         if sse.event == "queue":
             return QueueUpdate(int(data["queue_position"]))
         if sse.event == "progress":
-            return ProgressUpdate(Progress.model_validate(data))
+            return ProgressUpdate(JobProgress.model_validate(data))
         if sse.event == "preview":
             return PreviewImage(str(data["image"]))
     except (ValueError, TypeError, KeyError, ValidationError) as exc:

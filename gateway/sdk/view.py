@@ -13,6 +13,7 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from gateway.models import JobProgress
 from gateway.sdk.events import JobEnd, JobEvent, JobUpdate, ProgressUpdate, QueueUpdate
 
 
@@ -36,21 +37,26 @@ class JobLine:
                 self.state = "done"
                 self.step = self.total_steps = max(self.total_steps, 1)
             elif job.status == "processing":
-                self.state = "processing"
+                self._progress(job.progress)
             else:
-                self.state = _waiting(getattr(job, "queue_position", None))
+                self.state = _waiting(job.queue_position)
         elif isinstance(event, QueueUpdate) and not self.finished:
             self.state = _waiting(event.queue_position)
         elif isinstance(event, ProgressUpdate) and not self.finished:
-            progress = event.progress
-            self.step, self.total_steps = progress.step, progress.total_steps
-            where = f" {progress.node_type}" if progress.node_type else ""
-            self.state = f"step {progress.step}/{progress.total_steps}{where}" if progress.total_steps \
-                else f"processing{where}"
+            self._progress(event.progress)
+
+    def _progress(self, progress: JobProgress | None) -> None:
+        if progress is None:
+            self.state = "processing"
+            return
+        self.step, self.total_steps = progress.step, progress.total_steps
+        where = f" {progress.node_type}" if progress.node_type else ""
+        self.state = f"step {progress.step}/{progress.total_steps}{where}" if progress.total_steps \
+            else f"processing{where}"
 
 
-def _waiting(position: object) -> str:
-    return f"waiting, #{position} in queue" if isinstance(position, int) else "waiting"
+def _waiting(position: int | None) -> str:
+    return "waiting" if position is None else f"waiting, #{position} in queue"
 
 
 class View:
