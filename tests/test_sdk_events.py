@@ -105,6 +105,7 @@ def progress(step: int, total: int, node_type: str | None = "KSampler") -> Progr
     ([JobUpdate(JobRecord.model_validate(record()))], "waiting", 0, 0),
     ([QueueUpdate(3)], "waiting, #3 in queue", 0, 0),
     ([JobUpdate(JobRecord.model_validate(record(queue_position=2)))], "waiting, #2 in queue", 0, 0),
+    ([QueueUpdate(2), JobUpdate(JobRecord.model_validate(record()))], "waiting, #2 in queue", 0, 0),
     ([JobUpdate(JobRecord.model_validate(record("processing", progress=PROGRESS)))], "step 5/20 KSampler", 5, 20),
     ([JobUpdate(JobRecord.model_validate(record("processing")))], "processing", 0, 0),
     ([progress(5, 20)], "step 5/20 KSampler", 5, 20),
@@ -121,3 +122,11 @@ def test_job_line(events: list[JobEvent], state: str, step: int, total: int) -> 
     for event in events:
         line.apply(event)
     assert (line.state, line.step, line.total_steps) == (state, step, total)
+
+
+@pytest.mark.parametrize(("state", "summary"), [
+    ("step 5/20 KSampler", "processing"), ("processing VAEDecode", "processing"), ("waiting, #2 in queue",
+    "waiting, #2 in queue"), ("failed: cancelled", "failed: cancelled"), ("done", "done"),
+])
+def test_a_log_line_leaves_out_nodes_and_steps(state: str, summary: str) -> None:
+    assert JobLine("#1", state=state).summary == summary

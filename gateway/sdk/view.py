@@ -26,6 +26,12 @@ class JobLine:
     step: int = 0
     total_steps: int = 0
     finished: bool = False
+    position: int | None = None
+
+    @property
+    def summary(self) -> str:
+        """The state without the node and step: what a log line shows."""
+        return "processing" if self.state.startswith(("step ", "processing")) else self.state
 
     def apply(self, event: JobEvent) -> None:
         if isinstance(event, JobUpdate | JobEnd):
@@ -38,12 +44,16 @@ class JobLine:
                 self.step = self.total_steps = max(self.total_steps, 1)
             elif job.status == "processing":
                 self._progress(job.progress)
-            else:
-                self.state = _waiting(job.queue_position)
+            else:  # a record at a status change may not repeat the place in the queue
+                self._waiting(job.queue_position or self.position)
         elif isinstance(event, QueueUpdate) and not self.finished:
-            self.state = _waiting(event.queue_position)
+            self._waiting(event.queue_position)
         elif isinstance(event, ProgressUpdate) and not self.finished:
             self._progress(event.progress)
+
+    def _waiting(self, position: int | None) -> None:
+        self.position = position
+        self.state = "waiting" if position is None else f"waiting, #{position} in queue"
 
     def _progress(self, progress: JobProgress | None) -> None:
         if progress is None:
@@ -53,10 +63,6 @@ class JobLine:
         where = f" {progress.node_type}" if progress.node_type else ""
         self.state = f"step {progress.step}/{progress.total_steps}{where}" if progress.total_steps \
             else f"processing{where}"
-
-
-def _waiting(position: int | None) -> str:
-    return "waiting" if position is None else f"waiting, #{position} in queue"
 
 
 class View:
@@ -89,7 +95,7 @@ class View:
         return f"#{number} {job_id}"
 
     def _draw(self, job_id: str, line: JobLine) -> None:
-        state = "processing" if line.state.startswith("step ") else line.state
+        state = line.summary
         if self._shown.get(job_id) != state:
             self._shown[job_id] = state
             print(f"{line.name}: {state}", file=self._err, flush=True)
