@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
-from gateway.api import gallery, health, live, preset_admin, static, status, v1
+from gateway.api import gallery, health, live, pages, preset_admin, static, status, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.middleware import auth_middleware, errors_middleware
 from gateway.api.state import DISPATCHER, HUB, KEYRING, OUTPUTS, PRESETS, REGISTRY, SETTINGS, STORE, SUPERVISOR
@@ -45,7 +45,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     app[PRESETS] = registry.presets
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     app[OUTPUTS] = OutputStore(settings.uploads_dir, thumbs=settings.thumbs_dir)
-    for module in (v1, preset_admin, live, gallery, status, health, static):
+    for module in (v1, preset_admin, live, gallery, status, health, static, pages):
         app.add_routes(module.routes())
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -52,7 +52,7 @@ class GenerateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    count: int = Field(1, ge=1, le=MAX_COUNT, description="Number of images (one job each), 1-20.")
+    count: int = Field(1, ge=1, le=MAX_COUNT, description="Number of images (one job each).")
     checkpoint: Text | None = Field(
         None, min_length=1, max_length=500, description="Checkpoint file name as ComfyUI lists it."
     )
@@ -184,18 +184,46 @@ class StatusOut(BaseModel):
         None, description="The ComfyUI process the gateway runs itself (GATEWAY_COMFYUI_MANAGED=1); else null.")
 
 
-class PresetSummary(BaseModel):
+class PresetInfo(BaseModel):
+    """What the list and the detail of a preset share."""
+
     preset_id: str
     slug: str
     name: str
     has_cover: bool
     cover_url: str | None = None
     description: str | None = None
-    parameters: list[str] = Field(default_factory=list)
+
+
+class PresetSummary(PresetInfo):
+    parameters: list[str] = Field(default_factory=list, description="Names of the parameters the preset offers.")
 
 
 class PresetList(BaseModel):
     presets: list[PresetSummary]
+
+
+class ParameterInfo(BaseModel):
+    """One request field a preset accepts, with what may be sent in it."""
+
+    name: str = Field(description="The field of the generate request.")
+    type: Literal["integer", "number", "string"]
+    default: str | int | float | None = Field(description="Used when the field is not sent (null: random seed).")
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    multiple_of: int | None = None
+    max_length: int | None = None
+    allowed: list[str | int | float] | None = Field(
+        None, description="The values ComfyUI offers (checkpoints, samplers, ...); null when not known."
+    )
+    description: str
+    bound_to: list[str] = Field(description="Node inputs the value goes to, as '<node id>.<input>'.")
+
+
+class PresetDetail(PresetInfo):
+    """`GET /api/v1/presets/<slug>`: the summary fields, with each parameter described."""
+
+    parameters: list[ParameterInfo]
 
 
 ManagedState = Literal["starting", "running", "restarting", "stopped", "failed"]
@@ -241,6 +269,10 @@ class PresetCreate(PresetChange):
     workflow: dict[str, Any]
 
 
+class PresetDeleted(BaseModel):
+    deleted: str = Field(description="Slug of the deleted preset.")
+
+
 class PresetCopy(BaseModel):
     """Body of `POST /api/v1/presets/<slug>/duplicate`."""
 
@@ -255,6 +287,23 @@ class ErrorDetail(BaseModel):
 
     code: str
     message: str
+    field: str | None = Field(None, description="The request field at fault, for 400 answers about one field.")
+
+
+class QueuePositionOut(BaseModel):
+    """Data of a job stream's `queue` event."""
+
+    queue_position: int = Field(description="1-based place among waiting jobs.")
+
+
+class PreviewOut(BaseModel):
+    """Data of a job stream's `preview` event."""
+
+    image: str = Field(description="The preview as a data URL (data:image/jpeg;base64,...).")
+
+
+class CancelledCount(BaseModel):
+    cancelled: int = Field(description="Jobs that were waiting or running and are now cancelled.")
 
 
 class ErrorBody(BaseModel):

@@ -16,6 +16,7 @@ LAYERS = {
     "gateway.settings": 2, "gateway.bindings": 2, "gateway.presets": 2, "gateway.compiler": 2,
     "gateway.jobs": 2, "gateway.comfy.protocol": 2, "gateway.keys": 2, "gateway.backoff": 2,
     "gateway.editor": 2, "gateway.atomic": 2, "gateway.loras": 2, "gateway.choices": 2,
+    "gateway.parameters": 2,
     "gateway.comfy.client": 3, "gateway.store": 3, "gateway.outputs": 3, "gateway.events": 3,
     "gateway.supervisor": 3, "gateway.preset_files": 3,
     "gateway.dispatcher": 4, "gateway.check": 4, "gateway.preset_registry": 4,
@@ -23,13 +24,13 @@ LAYERS = {
 }
 PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compiler", "gateway.jobs",
         "gateway.comfy.protocol", "gateway.keys", "gateway.backoff", "gateway.editor", "gateway.loras",
-        "gateway.choices"}
+        "gateway.choices", "gateway.parameters"}
 IO_LIBRARIES = {"aiohttp", "aiosqlite", "httpx", "websockets", "sqlite3", "asyncio", "os"}
 SDK = "gateway.sdk"
 """The client: its own layer beside the service. It may use only the shared error and model
 definitions of ours, and only the command line may use it."""
 SDK_MAY_IMPORT = {"gateway.errors", "gateway.models"}
-SDK_PURE = {"gateway.sdk.errors", "gateway.sdk.models", "gateway.sdk.sse", "gateway.sdk.calls", "gateway.sdk.events"}
+SDK_PURE = {"gateway.sdk.errors", "gateway.sdk.sse", "gateway.sdk.calls", "gateway.sdk.events"}
 
 
 def module_name(path: Path) -> str:

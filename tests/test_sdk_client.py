@@ -78,6 +78,9 @@ def text_to_image(comfy: Comfy) -> tuple[str, dict[str, Any]]:
 async def test_presets(api: Any) -> None:
     presets = await api.presets()
     assert "example_01" in {p.slug for p in presets}
+    detail = await api.preset("example_01")
+    seed = next(p for p in detail.parameters if p.name == "seed")
+    assert (detail.slug, seed.type) == ("example_01", "integer")
 
 
 async def test_generate_wait_download(api: Any, comfy: Comfy, tmp_path: Path) -> None:
@@ -144,6 +147,7 @@ async def test_cancel_and_interrupt_all(api: Any, gateway: Gateway, fake: FakeCo
     ("generate", ("nope",), 404, "preset_not_found", None),
     ("generate", ("example_01",), 400, "invalid_parameter", "count"),
     ("generate", ("example_01",), 400, "unsupported_parameter", "checkpoint"),
+    ("preset", ("nope",), 404, "preset_not_found", None),
     ("job", ("no-such-job",), 404, "job_not_found", None),
     ("cancel", ("no-such-job",), 404, "job_not_found", None),
     ("all_events", ("no-such-job",), 404, "job_not_found", None),

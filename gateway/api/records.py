@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from gateway.events import Progress
 from gateway.jobs import Job, State, StoredImage
-from gateway.models import ImageItem, ImageOut, JobProgress, JobRecord, JobResult, Preset, PresetSummary
+from gateway.models import (
+    ImageItem,
+    ImageOut,
+    JobProgress,
+    JobRecord,
+    JobResult,
+    Preset,
+    PresetDetail,
+    PresetInfo,
+    PresetSummary,
+)
 from gateway.outputs import OutputStore
+from gateway.parameters import describe
 
 COVERS_PREFIX = "/static/covers"
 
@@ -46,10 +59,18 @@ def image_item(image_id: str, job: Job, image: StoredImage, created_at: float) -
     )
 
 
-def preset_summary(preset: Preset) -> PresetSummary:
+def _preset_info(preset: Preset) -> PresetInfo:
     has_cover = preset.cover_file is not None
-    return PresetSummary(
+    return PresetInfo(
         preset_id=preset.slug, slug=preset.slug, name=preset.name, has_cover=has_cover,
-        cover_url=f"{COVERS_PREFIX}/{preset.slug}" if has_cover else None,
-        description=preset.description, parameters=sorted(preset.bindings),
+        cover_url=f"{COVERS_PREFIX}/{preset.slug}" if has_cover else None, description=preset.description,
     )
+
+
+def preset_summary(preset: Preset) -> PresetSummary:
+    return PresetSummary(**dict(_preset_info(preset)), parameters=sorted(preset.bindings))
+
+
+def preset_detail(preset: Preset, object_info: Mapping[str, Any] | None) -> PresetDetail:
+    """The summary fields, with every parameter described (allowed values when ComfyUI answered)."""
+    return PresetDetail(**dict(_preset_info(preset)), parameters=describe(preset, object_info))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -10,7 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel
 
-from gateway.api.records import COVERS_PREFIX, job_record, preset_summary
+from gateway.api.records import COVERS_PREFIX, job_record, preset_detail, preset_summary
 from gateway.api.state import DISPATCHER, HUB, PRESETS, REGISTRY, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
 from gateway.choices import unknown_name
@@ -18,8 +19,10 @@ from gateway.compiler import plan_jobs
 from gateway.errors import JobNotFound, NotFound, PresetNotFound
 from gateway.events import Progress
 from gateway.jobs import Job
-from gateway.models import GenerateRequest, GenerateResponse, Preset, PresetList, QueuedJob
+from gateway.models import CancelledCount, GenerateRequest, GenerateResponse, Preset, PresetList, QueuedJob
 
+OBJECT_INFO_WAIT = 2.0
+"""Seconds the preset detail waits for a fresh /object_info before answering with the one kept."""
 RANDOM_SEED_LIMIT = 2**53
 """Random seeds stay below 2^53 so that JavaScript clients read them back exactly."""
 
@@ -39,6 +42,18 @@ def _preset(request: web.Request) -> Preset:
 async def list_presets(request: web.Request) -> web.Response:
     presets = request.app[PRESETS].values()
     return json_response(PresetList(presets=[preset_summary(p) for p in presets]))
+
+
+async def get_preset(request: web.Request) -> web.Response:
+    """One preset with its parameters' types, defaults, ranges and (from ComfyUI) allowed values."""
+    preset = _preset(request)
+    registry = request.app[REGISTRY]
+    try:
+        async with asyncio.timeout(OBJECT_INFO_WAIT):
+            object_info = await registry.fresh_object_info()
+    except TimeoutError:  # a hung ComfyUI: answer with what was fetched before
+        object_info = registry.object_info
+    return json_response(preset_detail(preset, object_info))
 
 
 async def generate(request: web.Request) -> web.Response:
@@ -86,7 +101,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 async def interrupt_all(request: web.Request) -> web.Response:
     """Cancel every waiting and running job."""
     cancelled = await request.app[DISPATCHER].cancel_all()
-    return web.json_response({"cancelled": cancelled})
+    return json_response(CancelledCount(cancelled=cancelled))
 
 
 async def cover(request: web.Request) -> web.FileResponse:
@@ -99,6 +114,7 @@ async def cover(request: web.Request) -> web.FileResponse:
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/v1/presets", list_presets),
+        web.get("/api/v1/presets/{slug}", get_preset),
         web.post("/api/v1/generate/{slug}", generate),
         web.get("/api/v1/job/{job_id}", get_job),
         web.delete("/api/v1/job/{job_id}", cancel_job),

@@ -14,9 +14,18 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from gateway.models import ErrorBody, GenerateResponse, ImageList, JobRecord, PresetList, PresetSummary, StatusOut
+from gateway.models import (
+    CancelledCount,
+    ErrorBody,
+    GenerateResponse,
+    ImageList,
+    JobRecord,
+    PresetDetail,
+    PresetList,
+    PresetSummary,
+    StatusOut,
+)
 from gateway.sdk.errors import ApiError, ClientError
-from gateway.sdk.models import PresetDetail
 
 T = TypeVar("T")
 
@@ -49,9 +58,7 @@ def api_error(status: int, body: bytes) -> ApiError:
         text = body.decode("utf-8", "replace").strip().splitlines()
         message = text[0][:200] if text else "no details"
         return ApiError(status, "http_error", f"HTTP {status}: {message}")
-    extra = dict(detail.model_extra or {})
-    field_name = extra.pop("field", None)
-    return ApiError(status, detail.code, detail.message, field_name if isinstance(field_name, str) else None, extra)
+    return ApiError(status, detail.code, detail.message, detail.field, dict(detail.model_extra or {}))
 
 
 def segment(value: str) -> str:
@@ -83,7 +90,7 @@ def cancel(job_id: str) -> Call[JobRecord]:
 
 
 def interrupt_all() -> Call[int]:
-    return Call("POST", f"{API}/interrupt", lambda body: int(body["cancelled"]))
+    return Call("POST", f"{API}/interrupt", lambda body: CancelledCount.model_validate(body).cancelled)
 
 
 def status() -> Call[StatusOut]:

@@ -16,12 +16,11 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from gateway.models import ImageList, JobRecord, PresetSummary, StatusOut
+from gateway.models import ImageList, JobRecord, PresetDetail, PresetSummary, StatusOut
 from gateway.sdk import calls
 from gateway.sdk.calls import Call, api_error, is_missing_route
 from gateway.sdk.errors import ApiError, GatewayUnreachable
 from gateway.sdk.events import JobEnd, JobEvent, JobStream
-from gateway.sdk.models import PresetDetail
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.models import JobProgress, JobRecord
+from gateway.models import JobProgress, JobRecord, PreviewOut, QueuePositionOut
 from gateway.sdk.calls import API, segment
 from gateway.sdk.errors import ClientError, StreamLost
 from gateway.sdk.sse import ServerSentEvent, SSEDecoder
@@ -73,12 +73,12 @@ def parse_job_event(sse: ServerSentEvent) -> JobEvent:
         if sse.event == "end":
             return JobEnd(JobRecord.model_validate(data))
         if sse.event == "queue":
-            return QueueUpdate(int(data["queue_position"]))
+            return QueueUpdate(QueuePositionOut.model_validate(data).queue_position)
         if sse.event == "progress":
             return ProgressUpdate(JobProgress.model_validate(data))
         if sse.event == "preview":
-            return PreviewImage(str(data["image"]))
-    except (ValueError, TypeError, KeyError, ValidationError) as exc:
+            return PreviewImage(PreviewOut.model_validate(data).image)
+    except (ValueError, ValidationError) as exc:
         raise ClientError(f"malformed '{sse.event}' event from the gateway: {exc}") from exc
     return OtherEvent(sse.event, sse.data)
 
