@@ -21,4 +21,10 @@ Modules, one job each (imports only go down this list):
     web/                    the web page and the docs page (static files)
     app                     create_app(): the one wiring place
     __main__                the command line
+
+Beside them, the client (imports only errors and models of the above; used only by __main__):
+    sdk.sse, sdk.calls,     server-sent events decoder; every request and how its answer is read;
+      sdk.events              typed job events and reconnects (pure)
+    sdk.client              GatewayClient / AsyncGatewayClient over httpx
+    sdk.view, sdk.cli       progress bars or plain lines; `comfy-gateway generate`
 """

@@ -1,4 +1,4 @@
-"""Command line: `comfy-gateway [serve]`, `keys create|list|revoke`, `check`, `cleanup`."""
+"""Command line: `comfy-gateway [serve]`, `keys create|list|revoke`, `check`, `cleanup`, `generate`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from gateway.app import create_app
 from gateway.errors import ConfigError
 from gateway.outputs import OutputStore, ReferenceStore
 from gateway.retention import sweep
+from gateway.sdk.cli import add_generate_command, run_generate
 from gateway.settings import Settings
 from gateway.store import Store
 
@@ -36,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     cleanup.add_argument("--older-than", type=float, metavar="DAYS",
                          help="age in days (default: GATEWAY_RETENTION_DAYS)")
     cleanup.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    add_generate_command(sub)
     return parser
 
 
@@ -94,6 +96,8 @@ async def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "generate":  # a client of some gateway: this one's settings do not apply
+        return run_generate(args)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:

@@ -27,6 +27,11 @@ PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compile
         "gateway.comfy.protocol", "gateway.keys", "gateway.backoff", "gateway.editor", "gateway.loras",
         "gateway.choices", "gateway.parameters", "gateway.webhooks", "gateway.refimages"}
 IO_LIBRARIES = {"aiohttp", "aiosqlite", "httpx", "websockets", "sqlite3", "asyncio", "os"}
+SDK = "gateway.sdk"
+"""The client: its own layer beside the service. It may use only the shared error and model
+definitions of ours, and only the command line may use it."""
+SDK_MAY_IMPORT = {"gateway.errors", "gateway.models"}
+SDK_PURE = {"gateway.sdk.errors", "gateway.sdk.sse", "gateway.sdk.calls", "gateway.sdk.events"}
 
 
 def module_name(path: Path) -> str:
@@ -35,6 +40,8 @@ def module_name(path: Path) -> str:
 
 
 def layer(name: str) -> int:
+    if name.startswith(SDK):
+        return 6
     return 5 if name.startswith("gateway.api") else LAYERS[name]
 
 
@@ -63,7 +70,7 @@ def test_imports_only_go_down(path: Path) -> None:
     for imported in imports(path):
         if not imported.startswith("gateway.") or imported in ("gateway.api", "gateway.comfy"):
             continue
-        if me.startswith("gateway.api") and imported.startswith("gateway.api"):
+        if any(me.startswith(p) and imported.startswith(p) for p in ("gateway.api", SDK)):
             continue
         assert layer(imported) < layer(me) or (layer(imported) == layer(me) == 2 and imported in PURE), (
             f"{me} (layer {layer(me)}) imports {imported} (layer {layer(imported)})")
@@ -73,6 +80,30 @@ def test_imports_only_go_down(path: Path) -> None:
 def test_pure_modules_do_no_io(path: Path) -> None:
     roots = {name.split(".")[0] for name in imports(path)}
     assert not roots & IO_LIBRARIES
+
+
+SDK_MODULES = [p for p in MODULES if module_name(p).startswith(SDK)]
+
+
+@pytest.mark.parametrize("path", SDK_MODULES, ids=lambda p: module_name(p))
+def test_the_sdk_uses_only_errors_and_models_of_the_service(path: Path) -> None:
+    for imported in imports(path):
+        assert imported.split(".")[0] != "aiohttp", f"{module_name(path)} imports {imported}"
+        if imported.startswith("gateway.") and not imported.startswith(SDK):
+            assert imported in SDK_MAY_IMPORT, f"{module_name(path)} imports {imported}"
+
+
+@pytest.mark.parametrize("path", [p for p in SDK_MODULES if module_name(p) in SDK_PURE], ids=lambda p: module_name(p))
+def test_the_sdks_request_layer_does_no_io(path: Path) -> None:
+    roots = {name.split(".")[0] for name in imports(path)}
+    assert not roots & (IO_LIBRARIES | {"rich"})
+
+
+def test_only_the_command_line_uses_the_sdk() -> None:
+    for path in MODULES:
+        me = module_name(path)
+        if not me.startswith(SDK) and me != "gateway.__main__":
+            assert not any(name.startswith(SDK) for name in imports(path)), me
 
 
 def test_only_the_api_speaks_http_errors() -> None:
