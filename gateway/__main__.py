@@ -12,13 +12,12 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from gateway.api.auth import create_key
-from gateway.app import create_app
+from gateway.app import create_app, open_store
 from gateway.errors import ConfigError
 from gateway.outputs import OutputStore, ReferenceStore
 from gateway.retention import sweep
 from gateway.sdk.cli import add_generate_command, run_generate
 from gateway.settings import Settings
-from gateway.store import Store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,7 +48,7 @@ def serve(settings: Settings) -> None:
 
 
 async def _keys(settings: Settings, args: argparse.Namespace) -> int:
-    store = await Store.open(settings.database_path)
+    store = await open_store(settings)
     try:
         if args.keys_command == "create":
             row, key = await create_key(store, args.name)
@@ -80,7 +79,7 @@ async def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
         print("comfy-gateway cleanup: give --older-than DAYS (more than 0) or set GATEWAY_RETENTION_DAYS",
               file=sys.stderr)
         return 2
-    store = await Store.open(settings.database_path)
+    store = await open_store(settings)
     try:
         swept = await sweep(outputs=OutputStore(settings.uploads_dir),
                             references=ReferenceStore(settings.references_dir), store=store,

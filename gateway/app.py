@@ -7,6 +7,7 @@ import base64
 import contextlib
 import logging
 import secrets
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -39,7 +40,9 @@ from gateway.models import Preset
 from gateway.outputs import OutputStore, ReferenceStore
 from gateway.preset_registry import PresetRegistry
 from gateway.settings import Settings
-from gateway.store import Store
+from gateway.storage import Store, WebhookRender
+from gateway.store import SqliteStore
+from gateway.store_pg import PostgresStore
 from gateway.supervisor import Supervisor, check_install, comfyui_command, comfyui_folders
 
 log = logging.getLogger("gateway")
@@ -66,7 +69,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
         app.add_routes(module.routes())
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = await Store.open(settings.database_path, webhook=webhook_render(on_start=settings.webhook_on_start))
+        store = await open_store(settings, webhook=webhook_render(on_start=settings.webhook_on_start))
         app[STORE] = store
         hub = app[HUB] = Hub(queue_positions=store.queue_positions)
         store.listen(hub.jobs_changed)
@@ -84,7 +87,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
 
     async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
-        client_id = await store.meta_value("comfyui_client_id", f"comfy-gateway-{uuid.uuid4().hex}")
+        client_id = await _client_id(settings, store)
         async with aiohttp.ClientSession() as session:
             client = ComfyClient(base_url=settings.comfyui_url, session=session, client_id=client_id)
             def current_presets() -> dict[str, Preset]:
@@ -95,8 +98,10 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
                 max_in_flight=settings.max_in_flight, job_timeout=settings.job_timeout,
                 max_attempts=settings.max_attempts, hub=app[HUB], references=app[REFERENCES],
                 preview_method=None if settings.preview_method == "none" else settings.preview_method,
+                lease=settings.replica_lease,
             )
             app[DISPATCHER] = dispatcher
+            store.listen(dispatcher.jobs_changed)
             task = asyncio.create_task(dispatcher.run(), name="dispatcher")
             yield
             task.cancel()
@@ -150,6 +155,22 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     app.cleanup_ctx.append(retention_ctx)
     app.on_shutdown.append(close_streams)
     return app
+
+
+async def open_store(settings: Settings, *, webhook: WebhookRender | None = None) -> Store:
+    """The configured store: PostgreSQL with GATEWAY_DATABASE_URL, else SQLite in the data folder."""
+    if settings.database_url:
+        return await PostgresStore.open(settings.database_url, webhook=webhook)
+    return await SqliteStore.open(settings.database_path, webhook=webhook)
+
+
+async def _client_id(settings: Settings, store: Store) -> str:
+    """The name of this gateway's ComfyUI websocket, which also owns the jobs it submits. Alone on
+    SQLite it is kept across restarts; each replica sharing PostgreSQL has its own, new per start
+    (a restarted replica's jobs are taken over when its old lease runs out)."""
+    if settings.database_url:
+        return f"comfy-gateway-{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
+    return await store.meta_value("comfyui_client_id", f"comfy-gateway-{uuid.uuid4().hex}")
 
 
 def _managed_comfyui_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -24,7 +24,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from gateway.store import Attempt, Delivery, Store
+from gateway.storage import Attempt, Delivery, Store
 from gateway.webhooks import UnsafeTarget, check_address, check_url, retry_delay, sign
 
 log = logging.getLogger(__name__)

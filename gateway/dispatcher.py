@@ -4,6 +4,10 @@ The only module that sees store, compiler and client together. Rules it keeps:
 - A job is marked `submitted` on disk *before* it is posted, under `prompt_id` = job id, so after
   any crash its fate can be asked of ComfyUI and it is never posted twice by accident.
 - At most `max_in_flight` prompts sit in ComfyUI; the rest wait in the store.
+- Jobs are claimed from the store (`Store.claim_next`), so several gateways sharing one
+  database each take a job once. A claimed job belongs to this dispatcher (its owner is the
+  ComfyUI client id) while it is in ComfyUI; a heartbeat keeps that lease, and takes over the
+  jobs of a gateway whose lease ran out, settling them from ComfyUI's queue and history.
 - Websocket events drive state. After every (re)connection, jobs ComfyUI may have finished
   meanwhile are settled from `/history`; jobs it no longer knows (restarted) are queued again.
 - A job that runs past its deadline is interrupted in ComfyUI and failed.
@@ -28,10 +32,10 @@ from gateway.comfy.client import ComfyClient, Connected, Disconnected
 from gateway.compiler import compile_prompt
 from gateway.errors import ComfyRejected, ComfyUnavailable
 from gateway.events import Hub, Progress
-from gateway.jobs import TERMINAL, Complete, Fail, Job, Requeue, Start, State, StoredImage, Submit, transition
+from gateway.jobs import TERMINAL, Complete, Fail, Job, Requeue, Start, State, StoredImage, transition
 from gateway.models import ParamValue, Preset
 from gateway.outputs import OutputStore, ReferenceStore
-from gateway.store import Store
+from gateway.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +92,10 @@ class Dispatcher:
         presets: Callable[[], Mapping[str, Preset]], max_in_flight: int = 2, job_timeout: float = 600.0,
         max_attempts: int = 3, retry_delay: float = 1.0, stale_after: float = 10.0,
         hub: Hub | None = None, preview_method: str | None = None, clock: Callable[[], float] = time.time,
-        references: ReferenceStore | None = None,
+        references: ReferenceStore | None = None, lease: float = 30.0,
     ) -> None:
+        self._lease = lease
+        self._owner = client.client_id
         self._references = references
         self._store = store
         self._client = client
@@ -166,18 +172,62 @@ class Dispatcher:
     async def run(self, *, until_idle: bool = False) -> None:
         """Dispatch forever, or (`until_idle`) until no job is queued or in ComfyUI."""
         self._durations.extend(reversed(await self._store.recent_durations(DURATIONS_KEPT)))
-        for job in await self._store.in_comfy():
-            self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
-                                             started_at=job.started_at, posted=True, last_heard=self._clock(),
-                                             checkpoint=_checkpoint(job))
+        for job in await self._store.in_comfy(owner=self._owner):
+            self._track_stored(job)
+        for job in await self._store.heartbeat(self._owner, self._clock(), self._lease):
+            self._track_stored(job)  # the connection's reconcile settles them with the rest
         events = asyncio.create_task(self._consume_events(), name="comfy-events")
         watchdog = asyncio.create_task(self._watch_deadlines(), name="deadlines")
+        heartbeat = asyncio.create_task(self._keep_lease(), name="lease")
         try:
             await self._feed(until_idle)
         finally:
-            for task in (events, watchdog, *self._tasks):
+            for task in (events, watchdog, heartbeat, *self._tasks):
                 task.cancel()
-            await asyncio.gather(events, watchdog, *self._tasks, return_exceptions=True)
+            await asyncio.gather(events, watchdog, heartbeat, *self._tasks, return_exceptions=True)
+
+    def _track_stored(self, job: Job) -> None:
+        """Follow a job the store says ComfyUI has (after a restart, or taken over)."""
+        self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
+                                         started_at=job.started_at, posted=True, last_heard=self._clock(),
+                                         checkpoint=_checkpoint(job))
+
+    def jobs_changed(self, changes: list[tuple[Job, State | None]]) -> None:
+        """A store listener: jobs queued by any gateway sharing the database wake the feeder."""
+        if any(job.state is State.QUEUED for job, _ in changes):
+            self.wake()
+
+    async def _keep_lease(self) -> None:
+        """Renew this dispatcher's lease on its jobs; take over jobs of gateways that stopped
+        renewing theirs; let go of tracked jobs another gateway finished or took."""
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            try:
+                watched = [job_id for job_id, t in self._tracked.items() if t.posted and not t.settling]
+                adopted = await self._store.heartbeat(self._owner, self._clock(), self._lease)
+                for job in adopted:
+                    log.warning("took over job %s from a gateway that stopped", job.id)
+                    self._track_stored(job)
+                if adopted and self._connected:
+                    self._spawn(self._reconcile([job.id for job in adopted]))
+                mine = {job.id for job in await self._store.in_comfy(owner=self._owner)}
+                for job_id in watched:
+                    if job_id not in mine and job_id in self._tracked:
+                        await self._let_go(job_id)
+            except Exception:  # the database may be away for a moment: try again next round
+                log.exception("renewing the lease on in-flight jobs failed")
+
+    async def _let_go(self, job_id: str) -> None:
+        """Stop following a job that is no longer this dispatcher's; if it was finished elsewhere
+        (cancelled through another gateway), take its prompt out of ComfyUI."""
+        job = await self._store.get(job_id)
+        if self._tracked.pop(job_id, None) is None:
+            return
+        if self._running == job_id:
+            self._running = None
+        self.wake()
+        if job is not None and job.state in TERMINAL:
+            await self._withdraw(job_id)
 
     # --- feeding ---------------------------------------------------------------------------
 
@@ -185,7 +235,7 @@ class Dispatcher:
         while True:
             self._wake.clear()
             if self._connected and len(self._tracked) < self._max_in_flight:
-                job = await self._store.next_queued()
+                job = await self._store.claim_next(self._clock(), self._owner)
                 if job is not None:
                     await self._submit(job)
                     continue
@@ -196,14 +246,12 @@ class Dispatcher:
             await self._wake.wait()
 
     async def _submit(self, job: Job) -> None:
+        """Post a claimed job (stored as submitted: durable before the POST)."""
         preset = self._presets().get(job.preset)
         if preset is None:
             failed = transition(job, Fail(self._clock(), f"preset '{job.preset}' no longer exists"))
-            await self._store.save(failed, expect=State.QUEUED)
+            await self._store.save(failed, expect=State.SUBMITTED)
             return
-        job = transition(job, Submit(self._clock()))
-        if not await self._store.save(job, expect=State.QUEUED):  # durable before the POST
-            return  # cancelled a moment ago
         tracked = self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
                                                    last_heard=self._clock(), checkpoint=_checkpoint(job))
         try:
@@ -448,7 +496,8 @@ class Dispatcher:
                 if await self._store.save(cancelled, expect=State.QUEUED):
                     return cancelled
                 continue  # the dispatcher took it just now: cancel it in ComfyUI
-            was_posted = job_id in self._tracked and self._tracked[job_id].posted
+            # a job this dispatcher does not follow was posted by another gateway sharing the store
+            was_posted = job_id not in self._tracked or self._tracked[job_id].posted
             await self._fail(job_id, CANCELLED)
             if was_posted:
                 await self._withdraw(job_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.outputs import RESULTS_FOLDER, OutputStore, ReferenceStore
-from gateway.store import Store
+from gateway.storage import Store
 
 log = logging.getLogger(__name__)
 

@@ -82,6 +82,15 @@ def _optional(raw: str) -> str | None:
     return raw or None
 
 
+def _database_url(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must start with postgresql:// (leave it unset for the embedded SQLite database)")
+    return value
+
+
 def _preview_method(raw: str) -> str:
     value = raw.lower()
     if value not in {"none", "auto", "latent2rgb", "taesd"}:
@@ -112,6 +121,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Base URL of the ComfyUI server the gateway feeds."),
     Setting("GATEWAY_DATA_DIR", "data_dir", Path, Path("data"),
             "Folder for the SQLite database (`gateway.db`) and result images (`uploads/`)."),
+    Setting("GATEWAY_DATABASE_URL", "database_url", _database_url, None,
+            "PostgreSQL database (`postgresql://user:password@host:5432/name`) shared by several gateway "
+            "replicas; unset: SQLite in the data folder."),
+    Setting("GATEWAY_REPLICA_LEASE", "replica_lease", _positive_float, 30.0,
+            "Seconds a gateway's in-flight jobs stay its own without a heartbeat; then another replica "
+            "takes them over."),
     Setting("GATEWAY_PRESETS", "presets_path", Path, Path("presets.yaml"),
             "The presets file; workflow paths in it are relative to its folder."),
     Setting("GATEWAY_HOST", "host", str, "0.0.0.0",
@@ -173,6 +188,8 @@ class Settings:
 
     comfyui_url: str = _DEFAULTS["comfyui_url"]
     data_dir: Path = _DEFAULTS["data_dir"]
+    database_url: str | None = _DEFAULTS["database_url"]
+    replica_lease: float = _DEFAULTS["replica_lease"]
     presets_path: Path = _DEFAULTS["presets_path"]
     host: str = _DEFAULTS["host"]
     port: int = _DEFAULTS["port"]

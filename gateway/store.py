@@ -1,4 +1,5 @@
-"""The durable store on SQLite (aiosqlite): jobs and API keys. Owns the schema and migrations.
+"""The `Store` on SQLite (aiosqlite), the embedded default for one gateway process. Owns its schema
+and migrations.
 
 WAL mode with `synchronous=FULL`: a job is on disk before its 202 answer goes out, and a crash of
 the process or the machine loses nothing that was acknowledged.
@@ -7,20 +8,35 @@ the process or the machine loses nothing that was acknowledged.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from gateway.errors import QueueFull
-from gateway.jobs import IN_COMFY, Fail, Job, State, StoredImage, transition
+from gateway.jobs import IN_COMFY, Fail, Job, State, StoredImage, Submit, transition
+from gateway.storage import (
+    DELIVERY_COLUMNS,
+    FORGET_REPLICAS_AFTER,
+    JOB_COLUMN_COUNT,
+    JOB_COLUMNS,
+    ApiKeyRow,
+    Attempt,
+    Delivery,
+    IdempotencyRow,
+    ImageRow,
+    JobCounts,
+    Listener,
+    SavedRow,
+    WebhookRender,
+    job_from_row,
+    job_values,
+)
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -117,117 +133,17 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    """
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        alive_until REAL NOT NULL
+    );
+    """,
 )
 
-_JOB_COLUMNS = ("id, preset, label, state, params, error, images, created_at, submitted_at, started_at, "
-                "finished_at, attempts, client_reference, metadata, webhook_url, refs")
-
-
-WebhookRender = Callable[[Job, State], tuple[str, str] | None]
-"""Given a job just saved and its state before, the event to deliver and its body, or None."""
-
-
-@dataclass(frozen=True)
-class IdempotencyRow:
-    scope: str
-    key: str
-    request_hash: str
-    status: int
-    body: str
-    created_at: float
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One row of the webhook outbox: an event of a job, to be POSTed to `url`."""
-
-    id: str
-    job_id: str
-    event: str
-    url: str
-    payload: str
-    state: str
-    attempts: int
-    created_at: float
-    next_attempt_at: float | None
-
-
-@dataclass(frozen=True)
-class Attempt:
-    delivery_id: str
-    attempt: int
-    at: float
-    duration: float
-    status_code: int | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class SavedRow:
-    id: str
-    label: str
-    job_id: str
-    relative_path: str
-    created_at: float
-
-
-_DELIVERY_COLUMNS = "id, job_id, event, url, payload, state, attempts, created_at, next_attempt_at"
-
-
-Listener = Callable[[list[tuple[Job, State | None]]], None]
-"""Told of committed job changes: each job as written, with the state it had before (None: new)."""
-
-
-@dataclass(frozen=True)
-class ImageRow:
-    """One result image in the gallery."""
-
-    id: str
-    job: Job
-    image: StoredImage
-    created_at: float
-
-
-@dataclass(frozen=True)
-class JobCounts:
-    waiting: int
-    running: int
-    done_since: int
-    failed_since: int
-
-
-@dataclass(frozen=True)
-class ApiKeyRow:
-    id: str
-    name: str
-    hash: str
-    created_at: float
-    revoked_at: float | None
-
-
-def _image_json(image: StoredImage) -> dict[str, str]:
-    return {k: v for k, v in dataclasses.asdict(image).items() if v is not None}
-
-
-def _job_values(job: Job) -> tuple[Any, ...]:
-    images = json.dumps([_image_json(i) for i in job.images])
-    return (job.id, job.preset, job.label, job.state.value, json.dumps(job.params), job.error, images,
-            job.created_at, job.submitted_at, job.started_at, job.finished_at, job.attempts,
-            job.client_reference, json.dumps(job.metadata), job.webhook_url, json.dumps(list(job.references)))
-
-
-def _job_from_row(row: Sequence[Any]) -> Job:
-    return Job(
-        id=row[0], preset=row[1], label=row[2], state=State(row[3]), params=json.loads(row[4]),
-        error=row[5], images=tuple(StoredImage(**i) for i in json.loads(row[6])),
-        created_at=row[7], submitted_at=row[8], started_at=row[9], finished_at=row[10], attempts=row[11],
-        client_reference=row[12], metadata=json.loads(row[13]), webhook_url=row[14],
-        references=tuple(json.loads(row[15])),
-    )
-
-
-class Store:
-    """One connection; aiosqlite runs its statements in order on its own thread.
+class SqliteStore:
+    """The `Store` on SQLite. One connection; aiosqlite runs its statements in order on its own thread.
 
     Writes go through `_transaction()`, one at a time: on a shared connection, two coroutines'
     statements would otherwise land in one transaction, and one's rollback would undo the other.
@@ -258,7 +174,7 @@ class Store:
             await self._db.commit()
 
     @classmethod
-    async def open(cls, path: Path, *, webhook: WebhookRender | None = None) -> Store:
+    async def open(cls, path: Path, *, webhook: WebhookRender | None = None) -> SqliteStore:
         """Open (and migrate) the database. With `webhook`, saving a job that has a webhook URL
         writes the outbox row `webhook` asks for in the same transaction as the job's new state."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,8 +214,8 @@ class Store:
         With `idempotency`, the row is stored with the jobs; but if a row for its scope and key
         created at or after `forget_before` exists, nothing is inserted and that row is returned.
         """
-        rows = [_job_values(j) for j in jobs]
-        placeholders = ", ".join("?" * 16)
+        rows = [job_values(j) for j in jobs]
+        placeholders = ", ".join("?" * JOB_COLUMN_COUNT)
         async with self._transaction() as db:
             if idempotency is not None:
                 async with db.execute(
@@ -324,7 +240,7 @@ class Store:
                         f"the queue is full ({queued} of {max_queued} jobs waiting); {len(rows)} more do not fit",
                         retry_after=10, queued=queued, limit=max_queued,
                     )
-            await db.executemany(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({placeholders})", rows)
+            await db.executemany(f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({placeholders})", rows)
         self._changed([(j, None) for j in jobs])
         return None
 
@@ -334,7 +250,7 @@ class Store:
         With `expect`, only if the stored job is still in that state (compare-and-set); returns
         whether it was written.
         """
-        values = _job_values(job)
+        values = job_values(job)
         sql = ("UPDATE jobs SET state=?, error=?, images=?, submitted_at=?, started_at=?, finished_at=?, "
                "attempts=?, params=? WHERE id=?")
         args: tuple[Any, ...] = (values[3], values[5], values[6], values[8], values[9], values[10], values[11],
@@ -362,8 +278,8 @@ class Store:
     async def fail_queued(self, error: str, at: float) -> int:
         """Fail every job waiting in the queue at once (the bulk form of `jobs.Fail`)."""
         async with self._transaction() as db:
-            async with db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state='queued' ORDER BY seq") as cur:
-                waiting = [_job_from_row(r) for r in await cur.fetchall()]
+            async with db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' ORDER BY seq") as cur:
+                waiting = [job_from_row(r) for r in await cur.fetchall()]
             await db.execute("UPDATE jobs SET state='failed', error=?, finished_at=? WHERE state='queued'",
                              (error, at))
             failed = [transition(job, Fail(at, error)) for job in waiting]
@@ -387,7 +303,7 @@ class Store:
         event, payload = rendered
         now = time.time()
         await db.execute(
-            f"INSERT INTO webhook_outbox ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+            f"INSERT INTO webhook_outbox ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
             (f"msg_{uuid.uuid4().hex}", job.id, event, job.webhook_url, payload, now, now),
         )
 
@@ -397,26 +313,70 @@ class Store:
             await db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_ready_check', datetime())")
 
     async def get(self, job_id: str) -> Job | None:
-        async with self._db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)) as cur:
+        async with self._db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)) as cur:
             row = await cur.fetchone()
-        return _job_from_row(row) if row else None
+        return job_from_row(row) if row else None
 
     async def next_queued(self) -> Job | None:
         """The oldest job waiting in the gateway's queue."""
         async with self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state='queued' ORDER BY seq LIMIT 1"
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' ORDER BY seq LIMIT 1"
         ) as cur:
             row = await cur.fetchone()
-        return _job_from_row(row) if row else None
+        return job_from_row(row) if row else None
 
-    async def in_comfy(self) -> list[Job]:
-        """Jobs the store believes ComfyUI has (submitted or running), oldest first."""
+    async def claim_next(self, at: float, owner: str) -> Job | None:
+        """Take the oldest queued job: marked submitted and owned by `owner` in one transaction.
+        Within one process the write lock makes this atomic; the state check keeps it so even
+        for another process on the same file."""
+        while True:
+            async with self._transaction() as db:
+                async with db.execute(
+                    f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' ORDER BY seq LIMIT 1"
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is None:
+                    return None
+                job = transition(job_from_row(row), Submit(at))
+                cur = await db.execute(
+                    "UPDATE jobs SET state=?, submitted_at=?, attempts=?, owner=? WHERE id=? AND state='queued'",
+                    (job.state.value, job.submitted_at, job.attempts, owner, job.id),
+                )
+                if cur.rowcount != 1:
+                    continue
+                await self._enqueue(db, job, State.QUEUED)
+            self._changed([(job, State.QUEUED)])
+            return job
+
+    async def heartbeat(self, owner: str, now: float, lease: float) -> list[Job]:
+        """Record that `owner` is alive until `now + lease`; hand it the jobs in ComfyUI whose
+        owner's lease ran out (or that have none). Returns the jobs it took over."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO replicas (id, alive_until) VALUES (?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET alive_until=excluded.alive_until", (owner, now + lease),
+            )
+            await db.execute("DELETE FROM replicas WHERE alive_until < ?", (now - FORGET_REPLICAS_AFTER,))
+            async with db.execute(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('submitted', 'running') "
+                "AND (owner IS NULL OR owner != ?) "
+                "AND NOT EXISTS (SELECT 1 FROM replicas r WHERE r.id = jobs.owner AND r.alive_until >= ?) "
+                "ORDER BY seq", (owner, now),
+            ) as cur:
+                orphans = [job_from_row(r) for r in await cur.fetchall()]
+            await db.executemany("UPDATE jobs SET owner=? WHERE id=?", [(owner, j.id) for j in orphans])
+        return orphans
+
+    async def in_comfy(self, owner: str | None = None) -> list[Job]:
+        """Jobs the store believes ComfyUI has (submitted or running), oldest first; with `owner`,
+        only that owner's."""
         states = tuple(s.value for s in IN_COMFY)
         async with self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN (?, ?) ORDER BY seq", states
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE state IN (?, ?) AND (? IS NULL OR owner = ?) ORDER BY seq",
+            (*states, owner, owner),
         ) as cur:
             rows = await cur.fetchall()
-        return [_job_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def count_queued(self) -> int:
         async with self._db.execute("SELECT count(*) FROM jobs WHERE state='queued'") as cur:
@@ -471,7 +431,7 @@ class Store:
         async with self._db.execute(f"SELECT count(*) FROM images i {where}", args) as cur:
             row = await cur.fetchone()
         total = int(row[0]) if row else 0
-        columns = ", ".join(f"j.{c.strip()}" for c in _JOB_COLUMNS.split(","))
+        columns = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
         async with self._db.execute(
             f"SELECT i.id, i.relative_path, i.thumb_path, i.created_at, {columns} FROM images i "
             f"JOIN jobs j ON j.id = i.job_id {where} ORDER BY i.seq DESC LIMIT ? OFFSET ?",
@@ -480,7 +440,7 @@ class Store:
             rows = await cur.fetchall()
         found = []
         for r in rows:
-            job = _job_from_row(r[4:])
+            job = job_from_row(r[4:])
             image = next((i for i in job.images if i.relative_path == r[1]), StoredImage(r[1], thumb_path=r[2]))
             found.append(ImageRow(id=str(r[0]), job=job, image=image, created_at=float(r[3])))
         return found, total
@@ -539,7 +499,7 @@ class Store:
         meanwhile they are due again when the lease ends."""
         async with self._transaction() as db:
             async with db.execute(
-                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE state='pending' AND next_attempt_at<=? "
+                f"SELECT {DELIVERY_COLUMNS} FROM webhook_outbox WHERE state='pending' AND next_attempt_at<=? "
                 "ORDER BY next_attempt_at, seq LIMIT ?", (now, limit),
             ) as cur:
                 due = [Delivery(*r) for r in await cur.fetchall()]
@@ -571,7 +531,7 @@ class Store:
     async def deliveries_of(self, job_id: str) -> list[tuple[Delivery, list[Attempt]]]:
         """A job's deliveries, oldest first, each with its attempts."""
         async with self._db.execute(
-            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE job_id=? ORDER BY seq", (job_id,)
+            f"SELECT {DELIVERY_COLUMNS} FROM webhook_outbox WHERE job_id=? ORDER BY seq", (job_id,)
         ) as cur:
             deliveries = [Delivery(*r) for r in await cur.fetchall()]
         result = []

@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from gateway.storage import Store, WebhookRender
+from gateway.store import SqliteStore
+from gateway.store_pg import PostgresStore
 from tests.fake_comfy import FakeComfyUI
 from tests.helpers import ROOT
+from tests.postgres import PostgresServer, Unavailable
 from tests.receiver import receiver  # noqa: F401  (a fixture: a webhook receiver)
 
 REAL_COMFYUI_URL = os.environ.get("COMFYUI_URL", "").rstrip("/")
@@ -124,3 +130,70 @@ async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
 
 def with_timeout(settings: Settings, seconds: float) -> Settings:
     return replace(settings, job_timeout=seconds)
+
+
+# --- stores on both backends ---------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session (skips the tests that need it where none can start)."""
+    try:
+        server = PostgresServer.start()
+    except Unavailable as exc:
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def pg_url(postgres: PostgresServer) -> AsyncIterator[str]:
+    """A fresh empty database on the session's PostgreSQL server."""
+    url = await postgres.create_database()
+    yield url
+    await postgres.drop_database(url)
+
+
+class Stores:
+    """Opens stores on one database; several may be open at once, like gateway replicas."""
+
+    def __init__(self, kind: str, *, path: Path, url: str | None) -> None:
+        self.kind = kind
+        self._path = path
+        self._url = url
+        self._open: list[Store] = []
+        self.integrity_error: type[Exception] = sqlite3.IntegrityError if url is None else asyncpg.UniqueViolationError
+
+    async def open(self, *, webhook: WebhookRender | None = None) -> Store:
+        store: Store
+        if self._url is None:
+            store = await SqliteStore.open(self._path, webhook=webhook)
+        else:
+            store = await PostgresStore.open(self._url, webhook=webhook, pool_size=4)
+        self._open.append(store)
+        return store
+
+    async def close(self, store: Store) -> None:
+        self._open.remove(store)
+        await store.close()
+
+    async def close_all(self) -> None:
+        while self._open:
+            await self.close(self._open[-1])
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stores]:
+    """The same store tests on each backend: SQLite in tmp_path, and a real PostgreSQL."""
+    url = None
+    if request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = await server.create_database()
+    found = Stores(request.param, path=tmp_path / "db" / "gateway.db", url=url)
+    try:
+        yield found
+    finally:
+        await found.close_all()
+        if url is not None:
+            await server.drop_database(url)

@@ -15,7 +15,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gateway.delivery import CheckedResolver, DeliveryWorker, connector
 from gateway.jobs import Complete, Job, Start, State, StoredImage, Submit, transition
-from gateway.store import Store
+from gateway.storage import Store
+from gateway.store import SqliteStore
 from gateway.webhooks import UnsafeTarget
 from tests.receiver import SECRET, Receiver
 
@@ -27,7 +28,7 @@ def render(job: Job, before: State) -> tuple[str, str] | None:
 
 
 async def open_store(path: Path) -> Store:
-    return await Store.open(path, webhook=render)
+    return await SqliteStore.open(path, webhook=render)
 
 
 async def finish_job(store: Store, job_id: str, url: str) -> None:
@@ -38,7 +39,7 @@ async def finish_job(store: Store, job_id: str, url: str) -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     s = await open_store(tmp_path / "gateway.db")
     yield s
     await s.close()

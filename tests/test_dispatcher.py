@@ -17,7 +17,8 @@ from gateway.jobs import Job, State, Submit, transition
 from gateway.models import GenerateRequest
 from gateway.outputs import OutputStore
 from gateway.presets import load_presets
-from gateway.store import Store
+from gateway.storage import Store
+from gateway.store import SqliteStore
 from tests.conftest import Comfy
 from tests.helpers import ROOT
 
@@ -31,8 +32,8 @@ def jobs_for(count: int, seed: int = 1) -> list[Job]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "gateway.db")
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = await SqliteStore.open(tmp_path / "gateway.db")
     yield s
     await s.close()
 

@@ -13,7 +13,8 @@ from gateway.__main__ import main
 from gateway.jobs import Job
 from gateway.outputs import OutputStore, ReferenceStore
 from gateway.retention import DAY, expired, sweep
-from gateway.store import Store
+from gateway.storage import Store
+from gateway.store import SqliteStore
 from tests.helpers import ROOT
 
 NOW = 1_800_000_000.0
@@ -45,7 +46,7 @@ def write(path: Path, age_days: float, data: bytes = b"img") -> Path:
 @pytest.fixture
 async def layout(tmp_path: Path) -> AsyncIterator[tuple[OutputStore, ReferenceStore, Store, dict[str, Path]]]:
     outputs, refs = OutputStore(tmp_path / "uploads"), ReferenceStore(tmp_path / "references")
-    store = await Store.open(tmp_path / "gateway.db")
+    store = await SqliteStore.open(tmp_path / "gateway.db")
     await store.add_jobs([Job(id="live", preset="p", label="P", params={}, created_at=1.0, references=(LIVE_REF,))])
     files = {
         "old": write(outputs.root / "presets/p/gen_old.png", 40),

@@ -7,7 +7,12 @@ import pytest
 
 from gateway.errors import QueueFull
 from gateway.jobs import Complete, Fail, Job, Start, State, StoredImage, Submit, transition
-from gateway.store import MIGRATIONS, ApiKeyRow, Attempt, IdempotencyRow, SavedRow, Store
+from gateway.storage import ApiKeyRow, Attempt, IdempotencyRow, SavedRow, Store
+from gateway.store import MIGRATIONS, SqliteStore
+from tests.conftest import Stores
+
+# Tests taking `store`, `hooked` or `stores` run on SQLite and on PostgreSQL; those opening a
+# database file themselves are about SQLite only.
 
 
 def new_job(job_id: str, created: float = 1.0) -> Job:
@@ -15,10 +20,8 @@ def new_job(job_id: str, created: float = 1.0) -> Job:
 
 
 @pytest.fixture
-async def store(tmp_path: Path):
-    s = await Store.open(tmp_path / "db" / "gateway.db")
-    yield s
-    await s.close()
+async def store(stores: Stores) -> Store:
+    return await stores.open()
 
 
 async def test_add_get_save_round_trip(store: Store) -> None:
@@ -42,20 +45,21 @@ async def test_queue_order_and_in_comfy(store: Store) -> None:
     assert await store.count_queued() == 2
 
 
-async def test_a_batch_is_stored_whole_or_not_at_all(store: Store) -> None:
+async def test_a_batch_is_stored_whole_or_not_at_all(stores: Stores) -> None:
+    store = await stores.open()
     await store.add_jobs([new_job("dup")])
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(stores.integrity_error):
         await store.add_jobs([new_job("fresh"), new_job("dup")])
     assert await store.get("fresh") is None
 
 
 async def test_jobs_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "gateway.db"
-    s = await Store.open(path)
+    s = await SqliteStore.open(path)
     await s.add_jobs([new_job("kept")])
     await s.save(transition(new_job("kept"), Submit(2.0)))
     await s.close()
-    s = await Store.open(path)  # migrations run again without harm
+    s = await SqliteStore.open(path)  # migrations run again without harm
     try:
         job = await s.get("kept")
         assert job is not None and job.state is State.SUBMITTED
@@ -71,7 +75,7 @@ async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
     with pytest.raises(RuntimeError, match="newer"):
-        await Store.open(path)
+        await SqliteStore.open(path)
 
 
 async def test_keys(store: Store) -> None:
@@ -149,7 +153,7 @@ async def test_the_gallery_migration_takes_in_earlier_results(tmp_path: Path) ->
                "VALUES ('old', 'p', 'L', 'done', '{\"seed\": 3}', '[{\"relative_path\": \"presets/p/o.png\"}]', 1, 2)")
     db.commit()
     db.close()
-    s = await Store.open(path)
+    s = await SqliteStore.open(path)
     try:
         rows, total = await s.images(limit=5, offset=0)
         assert total == 1 and rows[0].id == "old-0" and rows[0].job.seed == 3 and rows[0].created_at == 2
@@ -167,10 +171,8 @@ def render(job: Job, before: State) -> tuple[str, str] | None:
 
 
 @pytest.fixture
-async def hooked(tmp_path: Path):
-    s = await Store.open(tmp_path / "gateway.db", webhook=render)
-    yield s
-    await s.close()
+async def hooked(stores: Stores) -> Store:
+    return await stores.open(webhook=render)
 
 
 def hooked_job(job_id: str, url: str | None = "https://hooks.example.com/in") -> Job:
@@ -208,19 +210,16 @@ async def test_a_terminal_save_writes_one_outbox_row_in_its_transaction(hooked: 
     assert await hooked.deliveries_of("quiet") == []
 
 
-async def test_the_outbox_row_rolls_back_with_the_job(tmp_path: Path) -> None:
+async def test_the_outbox_row_rolls_back_with_the_job(stores: Stores) -> None:
     def broken(job: Job, before: State) -> tuple[str, str] | None:
         raise RuntimeError("render failed")
 
-    store = await Store.open(tmp_path / "gateway.db", webhook=broken)
-    try:
-        await store.add_jobs([hooked_job("a")])
-        with pytest.raises(RuntimeError):
-            await store.save(done(hooked_job("a")))
-        job = await store.get("a")
-        assert job is not None and job.state is State.QUEUED  # neither the state nor a row
-    finally:
-        await store.close()
+    store = await stores.open(webhook=broken)
+    await store.add_jobs([hooked_job("a")])
+    with pytest.raises(RuntimeError):
+        await store.save(done(hooked_job("a")))
+    job = await store.get("a")
+    assert job is not None and job.state is State.QUEUED  # neither the state nor a row
 
 
 async def test_cancelling_the_queue_writes_rows_for_hooked_jobs(hooked: Store) -> None:
@@ -231,9 +230,8 @@ async def test_cancelling_the_queue_writes_rows_for_hooked_jobs(hooked: Store) -
         ("a", "job.failed", '{"id":"a","status":"failed"}'), ("c", "job.failed", '{"id":"c","status":"failed"}')]
 
 
-async def test_attempts_move_a_delivery_on_and_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "gateway.db"
-    store = await Store.open(path, webhook=render)
+async def test_attempts_move_a_delivery_on_and_survive_reopening(stores: Stores) -> None:
+    store = await stores.open(webhook=render)
     await store.add_jobs([hooked_job("a"), hooked_job("b")])
     await store.save(done(hooked_job("a")))
     await store.save(done(hooked_job("b")))
@@ -248,22 +246,19 @@ async def test_attempts_move_a_delivery_on_and_survive_reopening(tmp_path: Path)
     await store.record_attempt(Attempt(b.id, 1, 10.0, 0.1, None, "refused"), delivered=False, retry_at=None)
     assert await store.claim_deliveries(a.created_at + 99, a.created_at + 150) == []
     assert await store.next_delivery_at() == a.created_at + 100
-    await store.close()
+    await stores.close(store)
 
-    store = await Store.open(path, webhook=render)  # a restart keeps the pending delivery
-    try:
-        [due] = await store.claim_deliveries(a.created_at + 100, a.created_at + 150)
-        assert (due.id, due.attempts) == (a.id, 1)
-        await store.record_attempt(Attempt(a.id, 2, 20.0, 0.05, 204, None), delivered=True, retry_at=None)
-        [(final, attempts)] = await store.deliveries_of("a")
-        assert (final.state, final.attempts, final.next_attempt_at) == ("delivered", 2, None)
-        assert [(x.attempt, x.status_code, x.error) for x in attempts] == [(1, 500, "answered HTTP 500"),
-                                                                         (2, 204, None)]
-        [(gave_up, _)] = await store.deliveries_of("b")
-        assert gave_up.state == "failed"
-        assert await store.next_delivery_at() is None
-    finally:
-        await store.close()
+    store = await stores.open(webhook=render)  # a restart keeps the pending delivery
+    [due] = await store.claim_deliveries(a.created_at + 100, a.created_at + 150)
+    assert (due.id, due.attempts) == (a.id, 1)
+    await store.record_attempt(Attempt(a.id, 2, 20.0, 0.05, 204, None), delivered=True, retry_at=None)
+    [(final, attempts)] = await store.deliveries_of("a")
+    assert (final.state, final.attempts, final.next_attempt_at) == ("delivered", 2, None)
+    assert [(x.attempt, x.status_code, x.error) for x in attempts] == [(1, 500, "answered HTTP 500"),
+                                                                     (2, 204, None)]
+    [(gave_up, _)] = await store.deliveries_of("b")
+    assert gave_up.state == "failed"
+    assert await store.next_delivery_at() is None
 
 
 async def test_an_idempotency_key_is_stored_with_its_jobs_once(store: Store) -> None:
@@ -307,7 +302,7 @@ async def test_jobs_of_an_older_schema_read_with_empty_new_fields(tmp_path: Path
         db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version=1; COMMIT;")
         db.execute("INSERT INTO jobs (id, preset, label, state, params, created_at) "
                    "VALUES ('old', 'p', 'P', 'queued', '{}', 1.0)")
-    store = await Store.open(path)
+    store = await SqliteStore.open(path)
     try:
         job = await store.get("old")
         assert job is not None

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.errors import InvalidApiKey, MissingApiKey
-from gateway.store import ApiKeyRow, Store
+from gateway.storage import ApiKeyRow, Store
 
 HEADER = "X-API-Key"
 QUERY = "api_key"

@@ -9,7 +9,7 @@ from gateway.api.state import STORE
 from gateway.api.v1 import json_response
 from gateway.errors import JobNotFound
 from gateway.models import DeliveryAttempt, DeliveryList, DeliveryRecord
-from gateway.store import Attempt, Delivery
+from gateway.storage import Attempt, Delivery
 
 
 def delivery_record(delivery: Delivery, attempts: list[Attempt]) -> DeliveryRecord:

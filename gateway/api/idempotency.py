@@ -20,7 +20,7 @@ from gateway import keys
 from gateway.api.auth import presented_key
 from gateway.errors import IdempotencyKeyMismatch, InvalidParameter
 from gateway.models import GenerateRequest
-from gateway.store import IdempotencyRow
+from gateway.storage import IdempotencyRow
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"

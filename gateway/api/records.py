@@ -23,7 +23,7 @@ from gateway.models import (
 )
 from gateway.outputs import OutputStore
 from gateway.parameters import describe
-from gateway.store import WebhookRender
+from gateway.storage import WebhookRender
 
 COVERS_PREFIX = "/static/covers"
 

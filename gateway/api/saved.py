@@ -14,7 +14,7 @@ from gateway.errors import JobNotDone, JobNotFound, SavedNotFound
 from gateway.jobs import State
 from gateway.models import SavedList, SavedRecord, SaveRequest
 from gateway.outputs import OutputStore
-from gateway.store import SavedRow
+from gateway.storage import SavedRow
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

@@ -11,7 +11,7 @@ from gateway.models import Preset
 from gateway.outputs import OutputStore, ReferenceStore
 from gateway.preset_registry import PresetRegistry
 from gateway.settings import Settings
-from gateway.store import Store
+from gateway.storage import Store
 from gateway.supervisor import Supervisor
 
 STORE = web.AppKey("store", Store)
