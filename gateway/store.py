@@ -217,20 +217,23 @@ class SqliteStore:
         rows = [job_values(j) for j in jobs]
         placeholders = ", ".join("?" * JOB_COLUMN_COUNT)
         async with self._transaction() as db:
-            if idempotency is not None:
-                async with db.execute(
-                    "SELECT scope, key, request_hash, status, body, created_at FROM idempotency "
-                    "WHERE scope=? AND key=? AND created_at>=?", (idempotency.scope, idempotency.key, forget_before),
-                ) as cur:
-                    found = await cur.fetchone()
-                if found is not None:
-                    return IdempotencyRow(*found)
-                await db.execute(
-                    "INSERT OR REPLACE INTO idempotency (scope, key, request_hash, status, body, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+            if idempotency is not None:  # the insert comes first: it takes the write lock
+                cur = await db.execute(
+                    "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, key) DO UPDATE SET "
+                    "request_hash=excluded.request_hash, status=excluded.status, body=excluded.body, "
+                    "created_at=excluded.created_at WHERE idempotency.created_at < ?",
                     (idempotency.scope, idempotency.key, idempotency.request_hash, idempotency.status,
-                     idempotency.body, idempotency.created_at),
+                     idempotency.body, idempotency.created_at, forget_before),
                 )
+                if cur.rowcount != 1:  # a live row holds the key
+                    async with db.execute(
+                        "SELECT scope, key, request_hash, status, body, created_at FROM idempotency "
+                        "WHERE scope=? AND key=?", (idempotency.scope, idempotency.key),
+                    ) as found:
+                        row = await found.fetchone()
+                    if row is not None:
+                        return IdempotencyRow(*row)
             if max_queued is not None:
                 async with db.execute("SELECT count(*) FROM jobs WHERE state='queued'") as cur:
                     row = await cur.fetchone()
@@ -503,9 +506,14 @@ class SqliteStore:
                 "ORDER BY next_attempt_at, seq LIMIT ?", (now, limit),
             ) as cur:
                 due = [Delivery(*r) for r in await cur.fetchall()]
-            await db.executemany("UPDATE webhook_outbox SET next_attempt_at=? WHERE id=?",
-                                 [(lease_until, d.id) for d in due])
-        return due
+            claimed = []
+            for delivery in due:  # each only if still due (another connection may have claimed it)
+                moved = await db.execute(
+                    "UPDATE webhook_outbox SET next_attempt_at=? WHERE id=? AND state='pending' AND next_attempt_at<=?",
+                    (lease_until, delivery.id, now))
+                if moved.rowcount == 1:
+                    claimed.append(delivery)
+        return claimed
 
     async def next_delivery_at(self) -> float | None:
         """When the earliest pending delivery is due (None: none is pending)."""

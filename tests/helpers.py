@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 
@@ -40,3 +44,37 @@ async def sse_events(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, s
                 event = value
             elif name == "data":
                 data.append(value)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def gateway_process(env: dict[str, str], *, log: IO[bytes] | None = None,
+                          ) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`comfy-gateway serve` as a child process (its output to `log`, or dropped); killed at the end."""
+    output = log if log is not None else asyncio.subprocess.DEVNULL
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", "serve", env=env, cwd=ROOT,
+                                                stdout=output, stderr=output)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
+    for _ in range(300):
+        try:
+            async with session.get(f"{base}/readyz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("the gateway did not become ready")

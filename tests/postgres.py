@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+
+from tests.helpers import free_port
 
 RUN_AS = "nobody"
 
@@ -36,13 +37,6 @@ def _binaries() -> Path:
         return versions[-1].parent
     raise Unavailable("PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql/*/bin); "
                       "install Debian's postgresql package")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -78,7 +72,7 @@ class PostgresServer:
         if user is not None:
             entry = pwd.getpwnam(user)
             os.chown(folder, entry.pw_uid, entry.pw_gid)
-        server = cls(binaries, folder, _free_port(), user)
+        server = cls(binaries, folder, free_port(), user)
         try:
             server._init_and_start()
         except BaseException:

@@ -28,7 +28,8 @@ def test_reads_every_variable() -> None:
            "GATEWAY_IDEMPOTENCY_HOURS": "2",
            "GATEWAY_WEBHOOK_URL": "https://hooks.example.com/x", "GATEWAY_WEBHOOK_SECRET": SECRET,
            "GATEWAY_WEBHOOK_ON_START": "yes", "GATEWAY_WEBHOOK_MAX_ATTEMPTS": "3", "GATEWAY_WEBHOOK_TIMEOUT": "2.5",
-           "GATEWAY_WEBHOOK_BACKOFF": "0.5", "GATEWAY_WEBHOOK_ALLOW_PRIVATE": "true", "GATEWAY_RETENTION_DAYS": "30"}
+           "GATEWAY_WEBHOOK_BACKOFF": "0.5", "GATEWAY_WEBHOOK_ALLOW_PRIVATE": "true", "GATEWAY_RETENTION_DAYS": "30",
+           "GATEWAY_DATABASE_URL": "postgresql://gw:pw@db:5432/gateway", "GATEWAY_REPLICA_LEASE": "12"}
     assert set(env) == {s.env for s in SETTINGS}
     s = Settings.from_env(env)
     assert s == Settings(comfyui_url="http://gpu:8188", data_dir=Path("/srv/d"), presets_path=Path("/p.yaml"),
@@ -39,7 +40,8 @@ def test_reads_every_variable() -> None:
                          comfyui_args=("--cpu", "--preview-method", "auto"), idempotency_hours=2.0,
                          webhook_url="https://hooks.example.com/x", webhook_secret=SECRET, webhook_on_start=True,
                          webhook_max_attempts=3, webhook_timeout=2.5, webhook_backoff=0.5,
-                         webhook_allow_private=True, retention_days=30)
+                         webhook_allow_private=True, retention_days=30,
+                         database_url="postgresql://gw:pw@db:5432/gateway", replica_lease=12.0)
 
 
 @pytest.mark.parametrize(
@@ -61,6 +63,8 @@ def test_reads_every_variable() -> None:
         ({"GATEWAY_WEBHOOK_SECRET": "whsec_c2hvcnQ="}, "24 to 64 random bytes"),
         ({"GATEWAY_WEBHOOK_URL": "ftp://x"}, "must start with http://"),
         ({"GATEWAY_RETENTION_DAYS": "-1"}, "0 or more"),
+        ({"GATEWAY_DATABASE_URL": "mysql://db/gateway"}, "must start with postgresql://"),
+        ({"GATEWAY_REPLICA_LEASE": "0"}, "greater than 0"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -318,3 +319,78 @@ async def test_a_claim_whose_attempt_was_never_recorded_is_due_again(hooked: Sto
     assert await hooked.claim_deliveries(1e12 + 39, 1e12 + 80) == []
     [again] = await hooked.claim_deliveries(1e12 + 40, 1e12 + 80)
     assert again.id == claimed.id and again.attempts == 0
+
+
+# --- several gateways on one database ------------------------------------------------------------
+
+async def test_claims_take_the_queue_in_order_and_mark_the_owner(store: Store) -> None:
+    heard: list[tuple[str, State, State | None]] = []
+    store.listen(lambda changes: heard.extend((j.id, j.state, before) for j, before in changes))
+    await store.add_jobs([new_job("a"), new_job("b")])
+    first = await store.claim_next(5.0, "gw-1")
+    assert first == transition(new_job("a"), Submit(5.0))
+    assert await store.get("a") == first
+    second = await store.claim_next(6.0, "gw-2")
+    assert second is not None and second.id == "b"
+    assert await store.claim_next(7.0, "gw-1") is None
+    assert [j.id for j in await store.in_comfy(owner="gw-1")] == ["a"]
+    assert [j.id for j in await store.in_comfy()] == ["a", "b"]
+    assert heard[2:] == [("a", State.SUBMITTED, State.QUEUED), ("b", State.SUBMITTED, State.QUEUED)]
+
+
+async def test_replicas_claiming_at_once_take_each_job_once(stores: Stores) -> None:
+    replicas = [await stores.open() for _ in range(3)]
+    await replicas[0].add_jobs([new_job(f"j{i:03}") for i in range(60)])
+
+    async def drain(store: Store, owner: str) -> list[str]:
+        taken = []
+        while (job := await store.claim_next(1.0, owner)) is not None:
+            taken.append(job.id)
+        return taken
+
+    taken = await asyncio.gather(*(drain(s, f"gw-{n}") for n, s in enumerate(replicas) for _ in range(2)))
+    claimed = [job_id for batch in taken for job_id in batch]
+    assert sorted(claimed) == [f"j{i:03}" for i in range(60)]  # every job, none twice
+    for n, store in enumerate(replicas):
+        owned = {j.id for j in await store.in_comfy(owner=f"gw-{n}")}
+        assert owned == set(taken[2 * n] + taken[2 * n + 1])
+
+
+async def test_jobs_of_a_replica_whose_lease_ran_out_are_taken_over_once(stores: Stores) -> None:
+    a, b = await stores.open(), await stores.open()
+    await a.add_jobs([new_job("x"), new_job("y"), new_job("z"), new_job("orphan")])
+    await a.claim_next(1.0, "gw-a")
+    await a.claim_next(1.0, "gw-a")
+    assert await a.heartbeat("gw-a", 100.0, 30.0) == []  # its own jobs are not taken again
+    await a.save(transition(new_job("orphan"), Submit(1.0)))  # in ComfyUI, no owner (an older gateway's)
+    assert [j.id for j in await b.heartbeat("gw-b", 110.0, 30.0)] == ["orphan"]
+    assert await b.heartbeat("gw-b", 129.0, 30.0) == []  # gw-a is alive until 130
+    taken = await asyncio.gather(b.heartbeat("gw-b", 131.0, 30.0), a.heartbeat("gw-c", 131.0, 30.0))
+    assert sorted(len(t) for t in taken) == [0, 2]  # one replica takes both jobs
+    winner = "gw-b" if taken[0] else "gw-c"
+    assert [j.id for j in await a.in_comfy(owner=winner)] == ["x", "y"] + (["orphan"] if winner == "gw-b" else [])
+    assert await a.heartbeat("gw-a", 132.0, 30.0) == []  # back too late: its jobs stay taken
+    assert await a.in_comfy(owner="gw-a") == []
+
+
+async def test_one_idempotency_key_sent_to_two_replicas_stores_one_batch(stores: Stores) -> None:
+    a, b = await stores.open(), await stores.open()
+    first = IdempotencyRow("scope", "key", "hash", 202, '{"jobs": ["a"]}', 100.0)
+    second = IdempotencyRow("scope", "key", "hash", 202, '{"jobs": ["b"]}', 100.0)
+    answers = await asyncio.gather(a.add_jobs([new_job("a")], idempotency=first),
+                                   b.add_jobs([new_job("b")], idempotency=second))
+    stored = [job_id for job_id in ("a", "b") if await a.get(job_id) is not None]
+    assert len(stored) == 1
+    assert answers.count(None) == 1
+    assert [r for r in answers if r is not None] == [first if stored == ["a"] else second]
+
+
+async def test_replicas_claim_each_webhook_delivery_once(stores: Stores) -> None:
+    a, b = await stores.open(webhook=render), await stores.open(webhook=render)
+    await a.add_jobs([hooked_job(f"h{i}") for i in range(20)])
+    for i in range(20):
+        await a.save(done(hooked_job(f"h{i}")))
+    now = 1e12
+    claimed = await asyncio.gather(*(s.claim_deliveries(now, now + 30, limit=3) for s in (a, b) * 5))
+    ids = [d.id for batch in claimed for d in batch]
+    assert len(ids) == len(set(ids)) == 20

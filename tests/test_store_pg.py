@@ -1,0 +1,95 @@
+"""What only the PostgreSQL store does: tell every replica of job changes, migrate once when
+replicas start together. (The store's behaviour itself is tested on both backends in test_store.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from gateway.jobs import Complete, Job, Start, State, StoredImage, transition
+from gateway.store_pg import PG_MIGRATIONS, PostgresStore
+
+
+def new_job(job_id: str) -> Job:
+    return Job(id=job_id, preset="p", label="P", params={"seed": 1}, created_at=1.0)
+
+
+class Heard:
+    """A listener that collects changes and lets a test wait for a number of them."""
+
+    def __init__(self) -> None:
+        self.changes: list[tuple[str, State, State | None]] = []
+        self._more = asyncio.Event()
+
+    def __call__(self, changes: list[tuple[Job, State | None]]) -> None:
+        self.changes.extend((job.id, job.state, before) for job, before in changes)
+        self._more.set()
+
+    async def until(self, count: int) -> list[tuple[str, State, State | None]]:
+        while len(self.changes) < count:
+            self._more.clear()
+            await asyncio.wait_for(self._more.wait(), timeout=10)
+        return self.changes
+
+
+async def test_changes_made_through_one_replica_reach_the_listeners_of_another(pg_url: str) -> None:
+    a, b = await PostgresStore.open(pg_url), await PostgresStore.open(pg_url)
+    try:
+        heard_a, heard_b = Heard(), Heard()
+        a.listen(heard_a)
+        b.listen(heard_b)
+        await a.add_jobs([new_job("x"), new_job("y")])
+        claimed = await a.claim_next(2.0, "gw-a")
+        assert claimed is not None
+        await a.save(transition(transition(claimed, Start(3.0)), Complete(4.0, (StoredImage("x.png"),))),
+                     expect=State.SUBMITTED)
+        assert await a.fail_queued("cancelled", 5.0) == 1
+        expected = [("x", State.QUEUED, None), ("y", State.QUEUED, None), ("x", State.SUBMITTED, State.QUEUED),
+                    ("x", State.DONE, State.SUBMITTED), ("y", State.FAILED, State.QUEUED)]
+        assert await heard_b.until(len(expected)) == expected
+        assert heard_a.changes == expected  # its own changes once: told directly, not again by NOTIFY
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_rapid_changes_are_told_in_order_ending_with_the_newest(pg_url: str) -> None:
+    a, b = await PostgresStore.open(pg_url), await PostgresStore.open(pg_url)
+    try:
+        await a.add_jobs([new_job(f"j{i}") for i in range(20)])
+        heard = Heard()
+        b.listen(heard)
+        for _ in range(20):  # no pause between a job's changes: b may re-read it already running
+            claimed = await a.claim_next(2.0, "gw-a")
+            assert claimed is not None
+            await a.save(transition(claimed, Start(3.0)), expect=State.SUBMITTED)
+        while {(job_id, state) for job_id, state, _ in heard.changes if state is State.RUNNING} != {
+                (f"j{i}", State.RUNNING) for i in range(20)}:
+            await heard.until(len(heard.changes) + 1)
+        order = [State.QUEUED, State.SUBMITTED, State.RUNNING]
+        for i in range(20):
+            told = [(state, before) for job_id, state, before in heard.changes if job_id == f"j{i}"]
+            assert told[-1][0] is State.RUNNING
+            assert [order.index(s) for s, _ in told] == sorted({order.index(s) for s, _ in told})  # in order, once
+            left = [before for state, before in told if state is not State.QUEUED]
+            assert left[0] is State.QUEUED  # the first change told after its queueing starts from the queue
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_replicas_starting_together_migrate_once(pg_url: str) -> None:
+    stores = await asyncio.gather(*(PostgresStore.open(pg_url) for _ in range(4)))
+    for store in stores:
+        await store.close()
+    conn = await asyncpg.connect(pg_url)
+    try:
+        assert await conn.fetchval("SELECT max(version) FROM schema_version") == len(PG_MIGRATIONS)
+        assert await conn.fetchval("SELECT count(*) FROM schema_version") == len(PG_MIGRATIONS)
+        await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", len(PG_MIGRATIONS) + 1)
+    finally:
+        await conn.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        await PostgresStore.open(pg_url)
