@@ -254,6 +254,10 @@ class Dispatcher:
             return
         tracked = self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
                                                    last_heard=self._clock(), checkpoint=_checkpoint(job))
+        current = await self._store.get(job.id)
+        if current is None or current.state is not State.SUBMITTED:  # cancelled between claim and tracking
+            self._tracked.pop(job.id, None)
+            return
         try:
             params = await self._upload_references(job)
             await self._client.submit(compile_prompt(preset, params, job.id), prompt_id=job.id,
@@ -501,12 +505,16 @@ class Dispatcher:
             await self._fail(job_id, CANCELLED)
             if was_posted:
                 await self._withdraw(job_id)
-            return await self._store.get(job_id)
+            job = await self._store.get(job_id)
+            if job is None or job.state in TERMINAL:
+                return job
+            # it moved on (started) between reading and failing it: the cancellation goes again
 
     async def cancel_all(self) -> int:
         """Cancel every waiting and running job; returns how many were cancelled."""
         count = await self._store.fail_queued(CANCELLED, self._clock())
-        for job_id in list(self._tracked):  # tracked jobs are live, so a cancelled result is ours
+        live = [*self._tracked, *(job.id for job in await self._store.in_comfy())]  # any gateway's
+        for job_id in dict.fromkeys(live):  # live jobs, so a cancelled result is ours
             job = await self.cancel(job_id)
             count += job is not None and job.error == CANCELLED
         return count
