@@ -132,6 +132,20 @@ def with_timeout(settings: Settings, seconds: float) -> Settings:
     return replace(settings, job_timeout=seconds)
 
 
+@pytest.fixture
+async def lora_gateway(tmp_path: Path) -> AsyncIterator[tuple[Gateway, FakeComfyUI]]:
+    """The fake ComfyUI with LoRA files (the real test server has none)."""
+    fake = FakeComfyUI(checkpoints=("tiny.safetensors",), loras=("style.safetensors", "detail.safetensors"))
+    await fake.start()
+    settings = Settings(comfyui_url=fake.url, data_dir=tmp_path / "data", presets_path=ROOT / "presets.yaml",
+                        api_key=API_KEY)
+    try:
+        async with running_gateway(settings) as gw:
+            yield gw, fake
+    finally:
+        await fake.stop()
+
+
 # --- stores on both backends ---------------------------------------------------------------------
 
 @pytest.fixture(scope="session")

@@ -150,3 +150,27 @@ def test_live_view_draws_a_bar_per_job() -> None:
     text = screen.getvalue()
     assert "#1 01234567" in text and "step 5/20 KSampler" in text and "out/a.png  seed 42" in text
     assert "━" in text  # the bar
+
+
+async def test_sampling_flags_and_loras_reach_the_job(lora_gateway: tuple[Gateway, FakeComfyUI], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    gateway, fake = lora_gateway
+    code = await generate("sd15", "--checkpoint", "tiny.safetensors", "--width", "64", "--height", "64",
+                          "--steps", "3", "--cfg", "4.5", "--sampler", "euler", "--scheduler", "karras",
+                          "--lora", "detail.safetensors:0.5", "--lora", "style.safetensors", "--out", str(tmp_path),
+                          "--url", base_url(gateway), "--key", API_KEY)
+    assert code == 0, capsys.readouterr().err
+    prompt = fake.submissions[-1]["prompt"]
+    sampler = next(n["inputs"] for n in prompt.values() if n["class_type"] == "KSampler")
+    assert (sampler["steps"], sampler["cfg"], sampler["sampler_name"], sampler["scheduler"]) == (3, 4.5, "euler",
+                                                                                                 "karras")
+    loras = sorted((n["inputs"]["lora_name"], n["inputs"]["strength_model"]) for n in prompt.values()
+                   if n["class_type"] == "LoraLoader")
+    assert loras == [("detail.safetensors", 0.5), ("style.safetensors", 1.0)]
+
+
+async def test_a_bad_lora_strength_is_refused_before_any_request(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        await generate("sd15", "--lora", "x.safetensors:strong", "--out", str(tmp_path))
+    assert exited.value.code == 2 and "the strength after ':' must be a number" in capsys.readouterr().err

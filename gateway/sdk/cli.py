@@ -23,8 +23,19 @@ from gateway.sdk.view import LiveView, View
 
 ENV_URL = "COMFY_GATEWAY_URL"
 ENV_KEY = "COMFY_GATEWAY_KEY"
-OVERRIDES = ("count", "seed", "width", "height", "checkpoint", "extra_positive", "extra_negative")
+OVERRIDES = ("count", "seed", "width", "height", "checkpoint", "extra_positive", "extra_negative", "steps", "cfg",
+             "sampler", "scheduler", "denoise", "batch", "loras")
 INTERRUPTED = 130
+
+
+def _lora(text: str) -> dict[str, Any]:
+    name, sep, strength = text.rpartition(":")
+    if not sep:
+        return {"name": text}
+    try:
+        return {"name": name, "strength": float(strength)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the strength after ':' must be a number") from None
 
 
 def add_generate_command(sub: Any) -> None:
@@ -43,6 +54,14 @@ def add_generate_command(sub: Any) -> None:
     parser.add_argument("--checkpoint", metavar="C", help="checkpoint file as ComfyUI lists it")
     parser.add_argument("--extra-positive", metavar="TEXT", help="appended to the preset's positive prompt")
     parser.add_argument("--extra-negative", metavar="TEXT", help="appended to the preset's negative prompt")
+    parser.add_argument("--steps", type=int, metavar="N", help="sampler steps")
+    parser.add_argument("--cfg", type=float, metavar="X", help="classifier-free guidance scale")
+    parser.add_argument("--sampler", metavar="NAME", help="sampler, e.g. euler or dpmpp_2m")
+    parser.add_argument("--scheduler", metavar="NAME", help="scheduler, e.g. normal or karras")
+    parser.add_argument("--denoise", type=float, metavar="X", help="denoising strength, 0-1")
+    parser.add_argument("--batch", type=int, metavar="N", help="images per job (the latent's batch size)")
+    parser.add_argument("--lora", dest="loras", action="append", type=_lora, metavar="NAME[:STRENGTH]",
+                        help="a LoRA file as ComfyUI lists it, strength 1 unless given; repeat for several")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to save the images in")
     parser.add_argument("--url", metavar="URL", help=f"the gateway (default: ${ENV_URL}, else {DEFAULT_URL})")
     parser.add_argument("--key", metavar="KEY", help=f"API key (default: ${ENV_KEY})")
