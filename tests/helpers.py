@@ -68,10 +68,10 @@ async def gateway_process(env: dict[str, str], *, log: IO[bytes] | None = None,
         await proc.wait()
 
 
-async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
+async def wait_ready(session: aiohttp.ClientSession, base: str, *, path: str = "/readyz") -> None:
     for _ in range(300):
         try:
-            async with session.get(f"{base}/readyz") as resp:
+            async with session.get(f"{base}{path}") as resp:
                 if resp.status == 200:
                     return
         except aiohttp.ClientError:

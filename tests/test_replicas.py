@@ -4,6 +4,7 @@ every job is dispatched once, and the jobs of a replica that dies are finished b
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ import pytest
 
 from tests.conftest import API_KEY
 from tests.fake_comfy import FakeComfyUI
-from tests.helpers import ROOT, free_port, gateway_process, wait_ready
+from tests.helpers import ROOT, free_port, gateway_process, sse_events, wait_ready
 
 HEADERS = {"X-API-Key": API_KEY}
 
@@ -29,23 +30,25 @@ class Replica:
 
 
 @asynccontextmanager
-async def replicas(count: int, *, pg_url: str, fake: FakeComfyUI, tmp_path: Path,
-                   session: aiohttp.ClientSession, **extra: str) -> AsyncIterator[list[Replica]]:
+async def replicas(count: int, *, pg_url: str, fake: FakeComfyUI, tmp_path: Path, session: aiohttp.ClientSession,
+                   without_comfyui: int = 0, **extra: str) -> AsyncIterator[list[Replica]]:
     """`count` gateway processes sharing the database and one data folder (the shared volume
-    result files go to)."""
+    result files go to). The last `without_comfyui` of them reach no ComfyUI, so they never
+    dispatch: all they know of jobs comes through the database."""
     async with AsyncExitStack() as stack:
         started = []
         for n in range(count):
             port = free_port()
-            env = {**os.environ, "GATEWAY_COMFYUI_URL": fake.url, "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+            comfy_url = fake.url if n < count - without_comfyui else f"http://127.0.0.1:{free_port()}"
+            env = {**os.environ, "GATEWAY_COMFYUI_URL": comfy_url, "GATEWAY_DATA_DIR": str(tmp_path / "data"),
                    "GATEWAY_DATABASE_URL": pg_url, "GATEWAY_PORT": str(port), "GATEWAY_HOST": "127.0.0.1",
                    "GATEWAY_API_KEY": API_KEY, "GATEWAY_PRESETS": str(ROOT / "presets.yaml"),
                    "GATEWAY_MAX_QUEUED": "100000", **extra}
             log = stack.enter_context((tmp_path / f"gateway-{n}.log").open("wb"))
             process = await stack.enter_async_context(gateway_process(env, log=log))
             started.append(Replica(f"http://127.0.0.1:{port}", process))
-        for replica in started:
-            await wait_ready(session, replica.base)
+        for n, replica in enumerate(started):
+            await wait_ready(session, replica.base, path="/readyz" if n < count - without_comfyui else "/healthz")
         yield started
 
 
@@ -111,3 +114,33 @@ async def test_the_jobs_of_a_replica_killed_mid_batch_are_finished_by_the_other(
     assert "took over job" in (tmp_path / "gateway-1.log").read_text()  # the dead one's in-flight jobs
     assert sorted(fake.prompt_counts) == sorted(ids)
     assert set(fake.prompt_counts.values()) == {1}
+
+
+@pytest.mark.timeout(120)
+async def test_a_job_queued_through_one_replica_streams_and_cancels_through_the_other(
+        pg_url: str, fake: FakeComfyUI, tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as session, replicas(
+            2, pg_url=pg_url, fake=fake, tmp_path=tmp_path, session=session, without_comfyui=1) as gws:
+        [done_id] = await generate(session, gws[0], 1, seed=7)
+        async with session.get(f"{gws[1].base}/api/v1/job/{done_id}/events", headers=HEADERS) as resp:
+            assert resp.status == 200
+            seen = []
+            async for event, data in sse_events(resp):
+                seen.append((event, json.loads(data)["status"] if event in ("job", "end") else None))
+                if event == "end":
+                    break
+        assert seen[-1] == ("end", "done")
+        fake.stall = True  # the next job stays running in ComfyUI
+        try:
+            [running_id] = await generate(session, gws[0], 1, seed=8)
+            while running_id not in fake.execution_starts:
+                await asyncio.sleep(0.02)
+            async with session.delete(f"{gws[1].base}/api/v1/job/{running_id}", headers=HEADERS) as resp:
+                record = await resp.json()
+            assert (record["status"], record["error"]) == ("failed", "cancelled")
+            while running_id not in fake.interrupts:  # withdrawn from ComfyUI by the other replica
+                await asyncio.sleep(0.02)
+        finally:
+            fake.release()
+    assert fake.prompt_counts[running_id] == 1
+    assert len({body["client_id"] for body in fake.submissions}) == 1  # all posted by the first replica

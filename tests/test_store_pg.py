@@ -74,7 +74,9 @@ async def test_rapid_changes_are_told_in_order_ending_with_the_newest(pg_url: st
             assert told[-1][0] is State.RUNNING
             assert [order.index(s) for s, _ in told] == sorted({order.index(s) for s, _ in told})  # in order, once
             left = [before for state, before in told if state is not State.QUEUED]
-            assert left[0] is State.QUEUED  # the first change told after its queueing starts from the queue
+            # the first change told after queueing starts from the queue (None: told as a new job
+            # when the notification of its insert came in the same batch)
+            assert left[0] in (State.QUEUED, None)
     finally:
         await a.close()
         await b.close()
