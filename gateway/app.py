@@ -11,17 +11,20 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 
-from gateway.api import gallery, health, live, preset_admin, static, status, v1
+from gateway.api import gallery, health, live, metrics, preset_admin, static, status, v1
 from gateway.api.auth import KeyRing, create_key
+from gateway.api.metrics import metrics_middleware
 from gateway.api.middleware import auth_middleware, errors_middleware
-from gateway.api.state import DISPATCHER, HUB, KEYRING, OUTPUTS, PRESETS, REGISTRY, SETTINGS, STORE, SUPERVISOR
+from gateway.api.state import DISPATCHER, HUB, KEYRING, METRICS, OUTPUTS, PRESETS, REGISTRY, SETTINGS, STORE, SUPERVISOR
 from gateway.comfy.client import ComfyClient
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
 from gateway.events import Hub
+from gateway.metrics import Metrics
 from gateway.models import Preset
 from gateway.outputs import OutputStore
 from gateway.preset_registry import PresetRegistry
+from gateway.scheduling import Fairness
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.supervisor import Supervisor, check_install, comfyui_command, comfyui_folders
@@ -34,8 +37,10 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) -> web.Application:
     """Build the aiohttp application. Presets are loaded from settings (and follow changes to the
     files) unless given."""
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware, auth_middleware],
+                          client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     registry = PresetRegistry(presets_path=settings.presets_path, cache_path=settings.object_info_cache)
     if presets is None:
         registry.load()
@@ -45,7 +50,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     app[PRESETS] = registry.presets
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     app[OUTPUTS] = OutputStore(settings.uploads_dir, thumbs=settings.thumbs_dir)
-    for module in (v1, preset_admin, live, gallery, status, health, static):
+    for module in (v1, preset_admin, live, gallery, status, health, metrics, static):
         app.add_routes(module.routes())
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -53,8 +58,9 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
         app[STORE] = store
         hub = app[HUB] = Hub(queue_positions=store.queue_positions)
         store.listen(hub.jobs_changed)
+        store.listen(app[METRICS].jobs_changed)
         positions = asyncio.create_task(hub.run(), name="queue-positions")
-        app[KEYRING] = KeyRing(store=store, extra_key=settings.api_key)
+        app[KEYRING] = KeyRing(store=store, extra_key=settings.api_key, max_priority=settings.max_priority)
         if not settings.api_key and not await store.list_keys():
             _, key = await create_key(store, "default")
             log.warning("No API key existed, so one was created. Use it as X-API-Key; it is shown only once:\n"
@@ -78,6 +84,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
                 max_in_flight=settings.max_in_flight, job_timeout=settings.job_timeout,
                 max_attempts=settings.max_attempts, hub=app[HUB],
                 preview_method=None if settings.preview_method == "none" else settings.preview_method,
+                fairness=Fairness(max_skips=settings.affinity_max_skips, max_wait=settings.affinity_max_wait),
             )
             app[DISPATCHER] = dispatcher
             task = asyncio.create_task(dispatcher.run(), name="dispatcher")

@@ -3,7 +3,8 @@
 The only module that sees store, compiler and client together. Rules it keeps:
 - A job is marked `submitted` on disk *before* it is posted, under `prompt_id` = job id, so after
   any crash its fate can be asked of ComfyUI and it is never posted twice by accident.
-- At most `max_in_flight` prompts sit in ComfyUI; the rest wait in the store.
+- At most `max_in_flight` prompts sit in ComfyUI; the rest wait in the store. The next one is
+  chosen by `gateway.scheduling` (priority, then checkpoint affinity within a fairness bound).
 - Websocket events drive state. After every (re)connection, jobs ComfyUI may have finished
   meanwhile are settled from `/history`; jobs it no longer knows (restarted) are queued again.
 - A job that runs past its deadline is interrupted in ComfyUI and failed.
@@ -30,6 +31,7 @@ from gateway.events import Hub, Progress
 from gateway.jobs import TERMINAL, Complete, Fail, Job, Requeue, Start, State, StoredImage, Submit, transition
 from gateway.models import Preset
 from gateway.outputs import OutputStore
+from gateway.scheduling import Fairness, choose
 from gateway.store import Store
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 CANCELLED = "cancelled"
 DURATIONS_KEPT = 50
 """Run times kept for estimates: enough for a stable median, few enough to follow a model change."""
+SCHEDULING_WINDOW = 32
+"""Waiting jobs looked at when choosing the next one: the head of the queue, never all of it."""
+FIRST_COME = Fairness(max_skips=0, max_wait=0.0)
 
 BackendState = Literal["idle", "loading", "running", "errored", "unreachable"]
 
@@ -87,6 +92,7 @@ class Dispatcher:
         presets: Callable[[], Mapping[str, Preset]], max_in_flight: int = 2, job_timeout: float = 600.0,
         max_attempts: int = 3, retry_delay: float = 1.0, stale_after: float = 10.0,
         hub: Hub | None = None, preview_method: str | None = None, clock: Callable[[], float] = time.time,
+        fairness: Fairness = FIRST_COME,
     ) -> None:
         self._store = store
         self._client = client
@@ -97,6 +103,7 @@ class Dispatcher:
         self._max_attempts = max_attempts
         self._retry_delay = retry_delay
         self._stale_after = stale_after
+        self._fairness = fairness
         self._clock = clock
         self._hub = hub if hub is not None else Hub()
         self._extra_data = {"preview_method": preview_method} if preview_method else None
@@ -152,6 +159,11 @@ class Dispatcher:
         self._loaded_checkpoint = checkpoint
 
     @property
+    def in_flight(self) -> int:
+        """Prompts the gateway has in ComfyUI now."""
+        return len(self._tracked)
+
+    @property
     def connected(self) -> bool:
         """Whether the websocket to ComfyUI is up."""
         return self._connected
@@ -182,7 +194,7 @@ class Dispatcher:
         while True:
             self._wake.clear()
             if self._connected and len(self._tracked) < self._max_in_flight:
-                job = await self._store.next_queued()
+                job = await self._next_job()
                 if job is not None:
                     await self._submit(job)
                     continue
@@ -191,6 +203,26 @@ class Dispatcher:
             elif until_idle and not self._tracked and not await self._store.count_queued():
                 return
             await self._wake.wait()
+
+    async def _next_job(self) -> Job | None:
+        """The job to submit now: the queue's head, or a job using the checkpoint that will be
+        loaded when it starts (see gateway.scheduling)."""
+        window = await self._store.queue_window(SCHEDULING_WINDOW if self._fairness.max_skips else 1)
+        choice = choose(window, self._expected_checkpoint(), self._clock(), self._fairness)
+        if choice is None:
+            return None
+        if choice.passed:
+            await self._store.mark_passed([c.id for c in choice.passed], self._clock())
+            log.debug("job %s goes before %d waiting job(s): its checkpoint is loaded", choice.job.id,
+                      len(choice.passed), extra=_about(choice.job.id))
+        return await self._store.get(choice.job.id)
+
+    def _expected_checkpoint(self) -> str | None:
+        """The checkpoint ComfyUI will have loaded once the prompts in flight are done."""
+        for tracked in reversed(self._tracked.values()):
+            if tracked.checkpoint is not None:
+                return tracked.checkpoint
+        return self._loaded_checkpoint
 
     async def _submit(self, job: Job) -> None:
         preset = self._presets().get(job.preset)
@@ -209,7 +241,7 @@ class Dispatcher:
         except ComfyRejected as exc:
             await self._fail(job.id, exc.message)
         except ComfyUnavailable as exc:
-            log.warning("submitting job %s failed: %s", job.id, exc.message)
+            log.warning("submitting job %s failed: %s", job.id, exc.message, extra=_about(job.id))
             if exc.details.get("sent"):
                 tracked.posted = True  # maybe it arrived: settle it from ComfyUI's queue and history
                 self._spawn(self._reconcile([job.id]))
@@ -218,7 +250,7 @@ class Dispatcher:
             await asyncio.sleep(self._retry_delay)
         else:
             tracked.posted = True
-            log.debug("job %s submitted", job.id)
+            log.debug("job %s submitted", job.id, extra=_about(job.id))
             if job.id not in self._tracked:  # cancelled while the POST was on its way
                 await self._withdraw(job.id)
 
@@ -371,7 +403,7 @@ class Dispatcher:
             self._durations.append(finished_at - tracked.started_at)
         self._last_error = None
         await self._update(job_id, Complete(finished_at, tuple(stored)), finished=True)
-        log.debug("job %s done", job_id)
+        log.debug("job %s done", job_id, extra=_about(job_id))
 
     async def _watch_deadlines(self) -> None:
         """Fail jobs past their deadline; settle jobs that have been silent too long."""
@@ -412,7 +444,7 @@ class Dispatcher:
             await self._client.delete_queued([job_id])
             await self._client.interrupt(job_id)
         except ComfyUnavailable as exc:
-            log.info("could not withdraw job %s from ComfyUI: %s", job_id, exc.message)
+            log.info("could not withdraw job %s from ComfyUI: %s", job_id, exc.message, extra=_about(job_id))
 
     # --- control ---------------------------------------------------------------------------
 
@@ -445,7 +477,7 @@ class Dispatcher:
     # --- store helpers ---------------------------------------------------------------------
 
     async def _fail(self, job_id: str, error: str) -> None:
-        log.info("job %s failed: %s", job_id, error)
+        log.info("job %s failed: %s", job_id, error, extra=_about(job_id))
         await self._update(job_id, Fail(self._clock(), error), finished=True)
 
     async def _lost(self, job_id: str) -> None:
@@ -454,7 +486,7 @@ class Dispatcher:
         if job is not None and job.attempts >= self._max_attempts:
             await self._fail(job_id, f"ComfyUI lost this job {job.attempts} times (did it crash running it?)")
             return
-        log.warning("job %s is unknown to ComfyUI (restarted?): queued again", job_id)
+        log.warning("job %s is unknown to ComfyUI (restarted?): queued again", job_id, extra=_about(job_id))
         await self._update(job_id, Requeue(self._clock()), finished=True)
 
     async def _update(self, job_id: str, event: Start | Complete | Fail | Requeue, *,
@@ -474,6 +506,11 @@ class Dispatcher:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _about(job_id: str) -> dict[str, str]:
+    """`extra=` for a log record about one job (its prompt id in ComfyUI is the job id)."""
+    return {"job_id": job_id, "prompt_id": job_id}
 
 
 def _checkpoint(job: Job) -> str | None:

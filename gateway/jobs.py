@@ -61,6 +61,8 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
+    priority: int = 0
+    """Higher goes first (see gateway.scheduling)."""
 
     @property
     def seed(self) -> int | None:

@@ -16,6 +16,8 @@ MAX_SIDE = 8192
 MAX_PIXELS = 4096 * 4096
 MAX_COUNT = 20
 MAX_PROMPT_CHARS = 10_000
+MAX_PRIORITY = 10
+"""Job priorities run from -MAX_PRIORITY to MAX_PRIORITY; higher goes first, 0 is the default."""
 
 GazeStatus = Literal["pending", "processing", "done", "failed"]
 
@@ -71,6 +73,8 @@ class GenerateRequest(BaseModel):
     batch: int | None = Field(None, ge=1, le=16, description="Images per job (the empty latent's batch size).")
     loras: list[LoraRequest] = Field(default_factory=list, max_length=MAX_LORAS,
                                      description="LoRAs to apply, in order.")
+    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
+                          description="Higher runs first; above the API key's maximum is refused (403).")
 
     @model_validator(mode="after")
     def _check_combinations(self) -> GenerateRequest:
@@ -127,6 +131,7 @@ class JobRecord(BaseModel):
     result: JobResult | None
     preset: str
     params: dict[str, str | int | float]
+    priority: int = Field(0, description="Higher runs first.")
     images: list[ImageOut]
     created_at: str
     started_at: str | None

@@ -20,6 +20,7 @@ import aiosqlite
 
 from gateway.errors import QueueFull
 from gateway.jobs import IN_COMFY, Fail, Job, State, StoredImage, transition
+from gateway.scheduling import Candidate
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -69,10 +70,19 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE jobs.state = 'done' ORDER BY jobs.finished_at, img.key;
     CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
     """,
+    """
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN overtaken INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN passed_at REAL;
+    CREATE INDEX jobs_queue ON jobs (priority DESC, seq) WHERE state = 'queued';
+    ALTER TABLE api_keys ADD COLUMN max_priority INTEGER;
+    """,
 )
 
 _JOB_COLUMNS = ("id, preset, label, state, params, error, images, created_at, submitted_at, started_at, "
-                "finished_at, attempts")
+                "finished_at, attempts, priority")
+_QUEUE_ORDER = "ORDER BY priority DESC, seq"
+"""The base order of the queue (the `jobs_queue` index): higher priority first, then first come."""
 
 
 Listener = Callable[[list[tuple[Job, State | None]]], None]
@@ -104,6 +114,8 @@ class ApiKeyRow:
     hash: str
     created_at: float
     revoked_at: float | None
+    max_priority: int | None = None
+    """Highest job priority the key may ask for; None: the gateway's setting."""
 
 
 def _image_json(image: StoredImage) -> dict[str, str]:
@@ -113,7 +125,7 @@ def _image_json(image: StoredImage) -> dict[str, str]:
 def _job_values(job: Job) -> tuple[Any, ...]:
     images = json.dumps([_image_json(i) for i in job.images])
     return (job.id, job.preset, job.label, job.state.value, json.dumps(job.params), job.error, images,
-            job.created_at, job.submitted_at, job.started_at, job.finished_at, job.attempts)
+            job.created_at, job.submitted_at, job.started_at, job.finished_at, job.attempts, job.priority)
 
 
 def _job_from_row(row: Sequence[Any]) -> Job:
@@ -121,6 +133,7 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         id=row[0], preset=row[1], label=row[2], state=State(row[3]), params=json.loads(row[4]),
         error=row[5], images=tuple(StoredImage(**i) for i in json.loads(row[6])),
         created_at=row[7], submitted_at=row[8], started_at=row[9], finished_at=row[10], attempts=row[11],
+        priority=row[12],
     )
 
 
@@ -190,7 +203,7 @@ class Store:
         With `max_queued`, raises QueueFull instead when the queue would then hold more.
         """
         rows = [_job_values(j) for j in jobs]
-        placeholders = ", ".join("?" * 12)
+        placeholders = ", ".join("?" * len(_JOB_COLUMNS.split(",")))
         async with self._transaction() as db:
             if max_queued is not None:
                 async with db.execute("SELECT count(*) FROM jobs WHERE state='queued'") as cur:
@@ -253,12 +266,33 @@ class Store:
         return _job_from_row(row) if row else None
 
     async def next_queued(self) -> Job | None:
-        """The oldest job waiting in the gateway's queue."""
+        """The first job of the gateway's queue in base order (priority, then first come)."""
         async with self._db.execute(
-            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state='queued' ORDER BY seq LIMIT 1"
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state='queued' {_QUEUE_ORDER} LIMIT 1"
         ) as cur:
             row = await cur.fetchone()
         return _job_from_row(row) if row else None
+
+    async def queue_window(self, limit: int) -> list[Candidate]:
+        """The first `limit` waiting jobs in base order, as much as the scheduler needs of them."""
+        async with self._db.execute(
+            "SELECT id, priority, json_extract(params, '$.checkpoint'), overtaken, passed_at FROM jobs "
+            f"WHERE state='queued' {_QUEUE_ORDER} LIMIT ?", (limit,)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [Candidate(id=str(r[0]), priority=int(r[1]), checkpoint=r[2] if isinstance(r[2], str) else None,
+                          overtaken=int(r[3]), passed_at=r[4]) for r in rows]
+
+    async def mark_passed(self, job_ids: Sequence[str], at: float) -> None:
+        """Record that waiting jobs were overtaken once more (first at `at`), so the fairness
+        bound holds across restarts."""
+        if not job_ids:
+            return
+        marks = ", ".join("?" * len(job_ids))
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET overtaken = overtaken + 1, passed_at = coalesce(passed_at, ?) "
+                f"WHERE id IN ({marks}) AND state='queued'", (at, *job_ids))
 
     async def in_comfy(self) -> list[Job]:
         """Jobs the store believes ComfyUI has (submitted or running), oldest first."""
@@ -269,28 +303,42 @@ class Store:
             rows = await cur.fetchall()
         return [_job_from_row(r) for r in rows]
 
+    async def live_counts(self) -> dict[State, int]:
+        """Jobs in each live state (queued, submitted, running); the `jobs_live` index answers it."""
+        async with self._db.execute(
+            "SELECT state, count(*) FROM jobs WHERE state IN ('queued', 'submitted', 'running') GROUP BY state"
+        ) as cur:
+            rows = await cur.fetchall()
+        return {State(r[0]): int(r[1]) for r in rows}
+
     async def count_queued(self) -> int:
         async with self._db.execute("SELECT count(*) FROM jobs WHERE state='queued'") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
     async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
-        """1-based places of waiting jobs (queued in the gateway or waiting in ComfyUI), in order
-        of submission; jobs that are not waiting are left out."""
+        """1-based places of waiting jobs: those in ComfyUI's queue first (in order of
+        submission), then the gateway's queue in base order; jobs that are not waiting are left out."""
         if not job_ids:
             return {}
         marks = ", ".join("?" * len(job_ids))
         async with self._db.execute(
-            f"SELECT id, seq FROM jobs WHERE id IN ({marks}) AND state IN ('queued', 'submitted')", tuple(job_ids)
+            f"SELECT id, seq, state, priority FROM jobs WHERE id IN ({marks}) AND state IN ('queued', 'submitted')",
+            tuple(job_ids),
         ) as cur:
-            wanted = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+            wanted = await cur.fetchall()
         positions = {}
-        for job_id, seq in wanted.items():
-            async with self._db.execute(
-                "SELECT count(*) FROM jobs WHERE state IN ('queued', 'submitted') AND seq <= ?", (seq,)
-            ) as cur:
+        for job_id, seq, state, priority in wanted:
+            args: tuple[Any, ...]
+            if state == State.SUBMITTED.value:
+                sql, args = "SELECT count(*) FROM jobs WHERE state='submitted' AND seq <= ?", (seq,)
+            else:
+                sql = ("SELECT (SELECT count(*) FROM jobs WHERE state='submitted') + (SELECT count(*) FROM jobs "
+                       "WHERE state='queued' AND (priority > ? OR (priority = ? AND seq <= ?)))")
+                args = (priority, priority, seq)
+            async with self._db.execute(sql, args) as cur:
                 row = await cur.fetchone()
-            positions[job_id] = int(row[0]) if row else 1
+            positions[str(job_id)] = int(row[0]) if row else 1
         return positions
 
     async def counts(self, since: float) -> JobCounts:
@@ -349,13 +397,13 @@ class Store:
     async def add_key(self, row: ApiKeyRow) -> None:
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO api_keys (id, name, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
-                (row.id, row.name, row.hash, row.created_at, row.revoked_at),
+                "INSERT INTO api_keys (id, name, hash, created_at, revoked_at, max_priority) VALUES (?, ?, ?, ?, ?, ?)",
+                (row.id, row.name, row.hash, row.created_at, row.revoked_at, row.max_priority),
             )
 
     async def list_keys(self) -> list[ApiKeyRow]:
         async with self._db.execute(
-            "SELECT id, name, hash, created_at, revoked_at FROM api_keys ORDER BY created_at"
+            "SELECT id, name, hash, created_at, revoked_at, max_priority FROM api_keys ORDER BY created_at"
         ) as cur:
             rows = await cur.fetchall()
         return [ApiKeyRow(*r) for r in rows]
@@ -369,7 +417,8 @@ class Store:
             )
         return cur.rowcount
 
-    async def active_key_hashes(self) -> list[str]:
-        async with self._db.execute("SELECT hash FROM api_keys WHERE revoked_at IS NULL") as cur:
+    async def active_keys(self) -> dict[str, int | None]:
+        """Digests of the keys not revoked, each with its maximum priority (None: the default)."""
+        async with self._db.execute("SELECT hash, max_priority FROM api_keys WHERE revoked_at IS NULL") as cur:
             rows = await cur.fetchall()
-        return [str(r[0]) for r in rows]
+        return {str(r[0]): r[1] for r in rows}

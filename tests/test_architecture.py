@@ -16,6 +16,7 @@ LAYERS = {
     "gateway.settings": 2, "gateway.bindings": 2, "gateway.presets": 2, "gateway.compiler": 2,
     "gateway.jobs": 2, "gateway.comfy.protocol": 2, "gateway.keys": 2, "gateway.backoff": 2,
     "gateway.editor": 2, "gateway.atomic": 2, "gateway.loras": 2, "gateway.choices": 2,
+    "gateway.scheduling": 2, "gateway.logs": 2, "gateway.metrics": 3,
     "gateway.comfy.client": 3, "gateway.store": 3, "gateway.outputs": 3, "gateway.events": 3,
     "gateway.supervisor": 3, "gateway.preset_files": 3,
     "gateway.dispatcher": 4, "gateway.check": 4, "gateway.preset_registry": 4,
@@ -23,7 +24,7 @@ LAYERS = {
 }
 PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compiler", "gateway.jobs",
         "gateway.comfy.protocol", "gateway.keys", "gateway.backoff", "gateway.editor", "gateway.loras",
-        "gateway.choices"}
+        "gateway.choices", "gateway.scheduling"}
 IO_LIBRARIES = {"aiohttp", "aiosqlite", "httpx", "websockets", "sqlite3", "asyncio", "os"}
 
 

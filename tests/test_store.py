@@ -76,10 +76,10 @@ async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
 async def test_keys(store: Store) -> None:
     await store.add_key(ApiKeyRow("k1", "ci", "h1", 1.0, None))
     await store.add_key(ApiKeyRow("k2", "bot", "h2", 2.0, None))
-    assert await store.active_key_hashes() == ["h1", "h2"]
+    assert list(await store.active_keys()) == ["h1", "h2"]
     assert await store.revoke_key("bot", 3.0) == 1
     assert await store.revoke_key("bot", 4.0) == 0
-    assert await store.active_key_hashes() == ["h1"]
+    assert list(await store.active_keys()) == ["h1"]
     assert [(k.name, k.revoked_at) for k in await store.list_keys()] == [("ci", None), ("bot", 3.0)]
 
 
@@ -154,3 +154,63 @@ async def test_the_gallery_migration_takes_in_earlier_results(tmp_path: Path) ->
         assert total == 1 and rows[0].id == "old-0" and rows[0].job.seed == 3 and rows[0].created_at == 2
     finally:
         await s.close()
+
+
+def job_with(job_id: str, *, priority: int = 0, checkpoint: str | None = None) -> Job:
+    params: dict[str, str | int | float] = {"seed": 1} | ({"checkpoint": checkpoint} if checkpoint else {})
+    return Job(id=job_id, preset="p", label="L", params=params, created_at=1.0, priority=priority)
+
+
+async def test_the_queue_window_is_in_priority_then_arrival_order(store: Store) -> None:
+    await store.add_jobs([job_with("low", priority=-1), job_with("a", checkpoint="A.safetensors"),
+                          job_with("urgent", priority=5, checkpoint="B.safetensors"), job_with("b")])
+    window = await store.queue_window(10)
+    assert [(c.id, c.priority, c.checkpoint) for c in window] == [
+        ("urgent", 5, "B.safetensors"), ("a", 0, "A.safetensors"), ("b", 0, None), ("low", -1, None)]
+    assert [c.id for c in await store.queue_window(2)] == ["urgent", "a"]
+    first = await store.next_queued()
+    assert first is not None and first.id == "urgent" and first.priority == 5
+
+
+async def test_the_queue_window_reads_an_index_not_the_table(store: Store) -> None:
+    async with store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state='queued' ORDER BY priority DESC, seq LIMIT 32"
+    ) as cur:
+        plan = " ".join(str(r[3]) for r in await cur.fetchall())
+    assert "jobs_queue" in plan and "TEMP B-TREE" not in plan
+
+
+async def test_overtaking_is_counted_and_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    s = await Store.open(path)
+    await s.add_jobs([job_with("a"), job_with("b"), job_with("c")])
+    await s.mark_passed(["a", "b"], 10.0)
+    await s.mark_passed(["a"], 20.0)
+    await s.mark_passed([], 30.0)
+    await s.close()
+    s = await Store.open(path)
+    try:
+        window = {c.id: (c.overtaken, c.passed_at) for c in await s.queue_window(10)}
+        assert window == {"a": (2, 10.0), "b": (1, 10.0), "c": (0, None)}
+    finally:
+        await s.close()
+
+
+async def test_queue_positions_follow_priority(store: Store) -> None:
+    await store.add_jobs([job_with("a"), job_with("b"), job_with("vip", priority=3)])
+    await store.save(transition(job_with("a"), Submit(2.0)))
+    assert await store.queue_positions(["a", "b", "vip"]) == {"a": 1, "vip": 2, "b": 3}
+
+
+async def test_live_counts(store: Store) -> None:
+    await store.add_jobs([new_job("a"), new_job("b"), new_job("c")])
+    await store.save(transition(new_job("a"), Submit(2.0)))
+    await store.save(transition(new_job("b"), Fail(2.0, "x")))
+    assert await store.live_counts() == {State.QUEUED: 1, State.SUBMITTED: 1}
+
+
+async def test_a_key_keeps_its_maximum_priority(store: Store) -> None:
+    await store.add_key(ApiKeyRow("k1", "batch", "h1", 1.0, None))
+    await store.add_key(ApiKeyRow("k2", "vip", "h2", 2.0, None, max_priority=7))
+    assert await store.active_keys() == {"h1": None, "h2": 7}
+    assert [k.max_priority for k in await store.list_keys()] == [None, 7]

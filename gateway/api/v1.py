@@ -10,12 +10,13 @@ from pathlib import Path
 from aiohttp import web
 from pydantic import BaseModel
 
+from gateway.api.auth import GRANT
 from gateway.api.records import COVERS_PREFIX, job_record, preset_summary
 from gateway.api.state import DISPATCHER, HUB, PRESETS, REGISTRY, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
 from gateway.choices import unknown_name
 from gateway.compiler import plan_jobs
-from gateway.errors import JobNotFound, NotFound, PresetNotFound
+from gateway.errors import JobNotFound, NotFound, PresetNotFound, PriorityNotAllowed
 from gateway.events import Progress
 from gateway.jobs import Job
 from gateway.models import GenerateRequest, GenerateResponse, Preset, PresetList, QueuedJob
@@ -44,6 +45,9 @@ async def list_presets(request: web.Request) -> web.Response:
 async def generate(request: web.Request) -> web.Response:
     preset = _preset(request)
     body = parse(GenerateRequest, await read_json_object(request))
+    allowed = request[GRANT].max_priority
+    if body.priority > allowed:
+        raise PriorityNotAllowed(f"priority: this API key may ask for at most {allowed}", maximum=allowed)
     registry = request.app[REGISTRY]
     if unknown_name(body, registry.object_info) is not None:  # maybe new on the server: ask once more
         problem = unknown_name(body, await registry.fresh_object_info())
@@ -52,7 +56,7 @@ async def generate(request: web.Request) -> web.Response:
     now = time.time()
     jobs = [
         Job(id=str(uuid.uuid4()), preset=preset.slug, label=f"Preset: {preset.name}", params=params,
-            created_at=now)
+            created_at=now, priority=body.priority)
         for params in plan_jobs(preset, body, secrets.randbelow(RANDOM_SEED_LIMIT))
     ]
     await request.app[STORE].add_jobs(jobs, max_queued=request.app[SETTINGS].max_queued)
