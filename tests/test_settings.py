@@ -22,7 +22,9 @@ def test_reads_every_variable() -> None:
            "GATEWAY_MAX_IN_FLIGHT": "3", "GATEWAY_JOB_TIMEOUT": "30", "GATEWAY_LOG_LEVEL": "debug",
            "GATEWAY_MAX_QUEUED": "50", "GATEWAY_MAX_ATTEMPTS": "5", "GATEWAY_PREVIEW_METHOD": "TAESD",
            "GATEWAY_COMFYUI_MANAGED": "0", "GATEWAY_COMFYUI_DIR": "/opt/ComfyUI", "GATEWAY_COMFYUI_PYTHON": "/opt/py",
-           "GATEWAY_COMFYUI_PORT": "8190", "GATEWAY_COMFYUI_ARGS": "--cpu --preview-method 'auto'"}
+           "GATEWAY_COMFYUI_PORT": "8190", "GATEWAY_COMFYUI_ARGS": "--cpu --preview-method 'auto'",
+           "GATEWAY_LOG_FORMAT": "JSON", "GATEWAY_AFFINITY_MAX_SKIPS": "0", "GATEWAY_AFFINITY_MAX_WAIT": "2.5",
+           "GATEWAY_MAX_PRIORITY": "4"}
     assert set(env) == {s.env for s in SETTINGS}
     s = Settings.from_env(env)
     assert s == Settings(comfyui_url="http://gpu:8188", data_dir=Path("/srv/d"), presets_path=Path("/p.yaml"),
@@ -30,7 +32,8 @@ def test_reads_every_variable() -> None:
                          log_level="DEBUG", max_queued=50, max_attempts=5, preview_method="taesd",
                          comfyui_managed=False,
                          comfyui_dir=Path("/opt/ComfyUI"), comfyui_python=Path("/opt/py"), comfyui_port=8190,
-                         comfyui_args=("--cpu", "--preview-method", "auto"))
+                         comfyui_args=("--cpu", "--preview-method", "auto"), log_format="json",
+                         affinity_max_skips=0, affinity_max_wait=2.5, max_priority=4)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +48,11 @@ def test_reads_every_variable() -> None:
         ({"GATEWAY_PREVIEW_METHOD": "fancy"}, "none, auto, latent2rgb, taesd"),
         ({"GATEWAY_COMFYUI_MANAGED": "maybe"}, "must be 1 or 0"),
         ({"GATEWAY_COMFYUI_ARGS": "--cpu 'unclosed"}, "GATEWAY_COMFYUI_ARGS=.* is not valid"),
+        ({"GATEWAY_LOG_FORMAT": "xml"}, "text or json"),
+        ({"GATEWAY_AFFINITY_MAX_SKIPS": "-1"}, "0 or more"),
+        ({"GATEWAY_AFFINITY_MAX_WAIT": "0"}, "greater than 0"),
+        ({"GATEWAY_MAX_PRIORITY": "11"}, "between 0 and 10"),
+        ({"GATEWAY_MAX_PRIORITY": "-1"}, "between 0 and 10"),
         ({"GATEWAY_COMFYUI_MANAGED": "1", "GATEWAY_COMFYUI_URL": "http://gpu:8188"},
          "contradicts GATEWAY_COMFYUI_MANAGED=1: the managed ComfyUI answers at http://127.0.0.1:8188"),
     ],
