@@ -261,7 +261,9 @@ class Dispatcher:
             try:
                 await self._apply(event)
             except Exception:  # one bad event must not stop tracking
-                log.exception("handling ComfyUI event %r failed", event)
+                prompt_id = getattr(event, "prompt_id", None)
+                log.exception("handling ComfyUI event %r failed", event,
+                              extra=_about(prompt_id) if isinstance(prompt_id, str) else None)
 
     async def _apply(self, event: protocol.WsEvent | Connected | Disconnected) -> None:
         heard = self._tracked.get(getattr(event, "prompt_id", None) or "")

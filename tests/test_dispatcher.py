@@ -116,22 +116,22 @@ async def test_affinity_batches_jobs_by_checkpoint_within_the_bound(
     store: Store, comfy: Comfy, tmp_path: Path
 ) -> None:
     a, b = await two_checkpoints(comfy)
-    jobs = sd15_jobs([a, b] * 6)
+    jobs = sd15_jobs([a, b] * 4)
     await store.add_jobs(jobs)
     async with aiohttp.ClientSession() as session:
         client = ComfyClient(base_url=comfy.url, session=session, client_id=f"test-{time.monotonic_ns()}")
         dispatcher = Dispatcher(store=store, client=client, outputs=OutputStore(tmp_path / "uploads"),
                                 presets=lambda: PRESETS, max_in_flight=2,
-                                fairness=Fairness(max_skips=3, max_wait=3600.0))
+                                fairness=Fairness(max_skips=2, max_wait=3600.0))
         await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=120)
     order = run_order([await store.get(j.id) for j in jobs])
     arrival = [j.id for j in jobs]
     overtaken = [sum(1 for later in order[:i] if arrival.index(later.id) > arrival.index(job.id))
                  for i, job in enumerate(order)]
-    assert max(overtaken) == 3  # the bound, reached
+    assert max(overtaken) == 2  # the bound, reached
     checkpoints = [j.params["checkpoint"] for j in order]
     changes = sum(x != y for x, y in itertools.pairwise(checkpoints))
-    assert checkpoints == [a] * 4 + [b] * 6 + [a] * 2  # first come would change 11 times
+    assert checkpoints == [a] * 3 + [b] * 4 + [a]  # first come would change 7 times
     assert dispatcher.backend.model_swaps == changes
     if comfy.fake:
         assert comfy.fake.model_loads == changes + 1
