@@ -1,4 +1,4 @@
-"""Command line: `comfy-gateway [serve]`, `keys create|list|revoke`, `check`."""
+"""Command line: `comfy-gateway [serve]`, `keys create|list|revoke`, `check`, `cleanup`, `generate`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ from gateway.api.auth import create_key
 from gateway.app import create_app
 from gateway.errors import ConfigError
 from gateway.models import MAX_PRIORITY
+from gateway.outputs import OutputStore, ReferenceStore
+from gateway.retention import sweep
+from gateway.sdk.cli import add_generate_command, run_generate
 from gateway.settings import Settings
 from gateway.store import Store
 
@@ -45,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key", metavar="ID_OR_NAME")
     check = sub.add_parser("check", help="validate presets.yaml and workflows (and against ComfyUI if it answers)")
     check.add_argument("--offline", action="store_true", help="do not ask ComfyUI")
+    cleanup = sub.add_parser("cleanup", help="remove unsaved result images older than some days")
+    cleanup.add_argument("--older-than", type=float, metavar="DAYS",
+                         help="age in days (default: GATEWAY_RETENTION_DAYS)")
+    cleanup.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    add_generate_command(sub)
     return parser
 
 
@@ -82,8 +90,30 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
+    days = args.older_than if args.older_than is not None else settings.retention_days
+    if not days or days < 0:
+        print("comfy-gateway cleanup: give --older-than DAYS (more than 0) or set GATEWAY_RETENTION_DAYS",
+              file=sys.stderr)
+        return 2
+    store = await Store.open(settings.database_path)
+    try:
+        swept = await sweep(outputs=OutputStore(settings.uploads_dir),
+                            references=ReferenceStore(settings.references_dir), store=store,
+                            older_than_days=days, dry_run=args.dry_run)
+    finally:
+        await store.close()
+    verb = "would remove" if args.dry_run else "removed"
+    for path in swept.paths:
+        print(f"{verb} {path}")
+    print(f"{verb} {len(swept.paths)} file(s), {swept.bytes} bytes, older than {days:g} day(s)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "generate":  # a client of some gateway: this one's settings do not apply
+        return run_generate(args)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -93,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "keys":
             return asyncio.run(_keys(settings, args))
+        if args.command == "cleanup":
+            return asyncio.run(_cleanup(settings, args))
         if args.command == "check":
             from gateway.check import run_check
 

@@ -3,26 +3,43 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from gateway.api import gallery, health, live, metrics, preset_admin, static, status, v1
+from gateway import delivery, retention
+from gateway.api import deliveries, gallery, health, live, metrics, pages, preset_admin, saved, static, status, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.metrics import metrics_middleware
 from gateway.api.middleware import auth_middleware, errors_middleware
-from gateway.api.state import DISPATCHER, HUB, KEYRING, METRICS, OUTPUTS, PRESETS, REGISTRY, SETTINGS, STORE, SUPERVISOR
+from gateway.api.records import webhook_render
+from gateway.api.state import (
+    DISPATCHER,
+    HUB,
+    KEYRING,
+    METRICS,
+    OUTPUTS,
+    PRESETS,
+    REFERENCES,
+    REGISTRY,
+    SETTINGS,
+    STORE,
+    SUPERVISOR,
+)
 from gateway.comfy.client import ComfyClient
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
 from gateway.events import Hub
 from gateway.metrics import Metrics
 from gateway.models import Preset
-from gateway.outputs import OutputStore
+from gateway.outputs import OutputStore, ReferenceStore
 from gateway.preset_registry import PresetRegistry
 from gateway.scheduling import Fairness
 from gateway.settings import Settings
@@ -50,11 +67,12 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     app[PRESETS] = registry.presets
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     app[OUTPUTS] = OutputStore(settings.uploads_dir, thumbs=settings.thumbs_dir)
-    for module in (v1, preset_admin, live, gallery, status, health, metrics, static):
+    app[REFERENCES] = ReferenceStore(settings.references_dir)
+    for module in (v1, preset_admin, deliveries, saved, live, gallery, status, health, metrics, static, pages):
         app.add_routes(module.routes())
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = await Store.open(settings.database_path)
+        store = await Store.open(settings.database_path, webhook=webhook_render(on_start=settings.webhook_on_start))
         app[STORE] = store
         hub = app[HUB] = Hub(queue_positions=store.queue_positions)
         store.listen(hub.jobs_changed)
@@ -82,7 +100,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
             dispatcher = Dispatcher(
                 store=store, client=client, outputs=app[OUTPUTS], presets=current_presets,
                 max_in_flight=settings.max_in_flight, job_timeout=settings.job_timeout,
-                max_attempts=settings.max_attempts, hub=app[HUB],
+                max_attempts=settings.max_attempts, hub=app[HUB], references=app[REFERENCES],
                 preview_method=None if settings.preview_method == "none" else settings.preview_method,
                 fairness=Fairness(max_skips=settings.affinity_max_skips, max_wait=settings.affinity_max_wait),
             )
@@ -111,11 +129,34 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+        secret = settings.webhook_secret or await _stored_webhook_secret(app[STORE])
+        async with aiohttp.ClientSession(connector=delivery.connector(allow_private=settings.webhook_allow_private),
+                                         cookie_jar=aiohttp.DummyCookieJar()) as session:
+            worker = delivery.DeliveryWorker(
+                store=app[STORE], session=session, secret=secret, max_attempts=settings.webhook_max_attempts,
+                timeout=settings.webhook_timeout, backoff=settings.webhook_backoff,
+                allow_private=settings.webhook_allow_private,
+                on_attempt=lambda outcome: app[METRICS].webhook_deliveries.labels(outcome=outcome).inc(),
+            )
+            async with _background(worker.run(), "webhooks"):
+                yield
+
+    async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
+        sweeper = retention.run_periodically(
+            outputs=app[OUTPUTS], references=app[REFERENCES], store=app[STORE],
+            retention_days=settings.retention_days, idempotency_seconds=settings.idempotency_hours * 3600,
+        )
+        async with _background(sweeper, "retention"):
+            yield
+
     app.cleanup_ctx.append(store_ctx)
     if settings.comfyui_managed:
         app.cleanup_ctx.append(_managed_comfyui_ctx(settings))
     app.cleanup_ctx.append(presets_ctx)
     app.cleanup_ctx.append(dispatcher_ctx)
+    app.cleanup_ctx.append(webhooks_ctx)
+    app.cleanup_ctx.append(retention_ctx)
     app.on_shutdown.append(close_streams)
     return app
 
@@ -145,3 +186,24 @@ def _managed_comfyui_ctx(settings: Settings) -> Callable[[web.Application], Asyn
         await supervisor.stop()
 
     return comfyui_ctx
+
+
+@contextlib.asynccontextmanager
+async def _background(coro: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    task = asyncio.create_task(coro, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _stored_webhook_secret(store: Store) -> str:
+    """The signing secret made on first start when none is configured; logged only when made."""
+    made = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    secret = await store.meta_value("webhook_secret", made)
+    if secret == made:
+        log.warning("No GATEWAY_WEBHOOK_SECRET is set, so a webhook signing secret was made and stored. "
+                    "Receivers verify deliveries with it:\n    webhook secret: %s", secret)
+    return secret

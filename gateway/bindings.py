@@ -37,6 +37,7 @@ PARAMS: dict[str, ParamSpec] = {
         ParamSpec("scheduler", str, "sampler's scheduler"),
         ParamSpec("denoise", float, "sampler's denoise"),
         ParamSpec("batch", int, "batch_size of the empty latent (images per job)"),
+        ParamSpec("reference_image", str, "image of the (first) LoadImage node; reference_image_2 ... the next"),
     )
 }
 """Parameters the gateway knows by name. Presets may bind other names explicitly."""
@@ -128,6 +129,28 @@ def _prompt_refs(graph: Graph) -> dict[str, list[InputRef]]:
     return found
 
 
+REFERENCE_PARAM = "reference_image"
+IMAGE_LOADERS = ("LoadImage",)
+
+
+def reference_param(index: int) -> str:
+    """The parameter the `index`-th (0-based) reference image of a request is bound to."""
+    return REFERENCE_PARAM if index == 0 else f"{REFERENCE_PARAM}_{index + 1}"
+
+
+def reference_slots(bound: Iterable[str]) -> int:
+    """How many reference images a preset takes: `reference_image`, `reference_image_2` ... in a row."""
+    names = set(bound)
+    count = 0
+    while reference_param(count) in names:
+        count += 1
+    return count
+
+
+def _node_order(node_id: str) -> tuple[int, int | str]:
+    return (0, int(node_id)) if node_id.isdigit() else (1, node_id)
+
+
 def discover(graph: Graph) -> dict[str, tuple[InputRef, ...]]:
     """Bindings of the well-known parameters found in a standard graph.
 
@@ -150,6 +173,10 @@ def discover(graph: Graph) -> dict[str, tuple[InputRef, ...]]:
     for param, input_name in _SAMPLER_INPUTS.items():
         found[param] = [InputRef(node_id=nid, input=input_name) for nid in samplers
                         if _is_kind(_inputs(graph[nid]).get(input_name), PARAMS[param].kind)]
+    loaders = sorted((nid for nid, node in graph.items() if node.get("class_type") in IMAGE_LOADERS
+                      and isinstance(_inputs(node).get("image"), str)), key=_node_order)
+    for index, node_id in enumerate(loaders):
+        found[reference_param(index)] = [InputRef(node_id=node_id, input="image")]
     return {name: tuple(refs) for name, refs in found.items() if refs}
 
 

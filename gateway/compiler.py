@@ -6,9 +6,11 @@ turns one parameter set into the prompt submitted for that job. Neither mutates 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gateway import loras
+from gateway.bindings import reference_param, reference_slots
 from gateway.errors import UnsupportedParameter
 from gateway.models import GenerateRequest, ParamValue, Preset
 
@@ -38,12 +40,31 @@ def _require(preset: Preset, param: str, field: str) -> None:
         )
 
 
-def plan_jobs(preset: Preset, request: GenerateRequest, random_seed: int) -> list[dict[str, ParamValue]]:
+def reference_params(preset: Preset, count: int) -> list[str]:
+    """The parameters `count` reference images are bound to, in order; raises
+    UnsupportedParameter when the preset has no image input or fewer than `count`."""
+    slots = reference_slots(preset.bindings)
+    if count and not slots:
+        raise UnsupportedParameter(
+            "reference_images", f"reference_images: preset '{preset.slug}' has no image input (LoadImage node)"
+        )
+    if count > slots:
+        raise UnsupportedParameter(
+            "reference_images", f"reference_images: preset '{preset.slug}' takes at most {slots} image(s), got {count}"
+        )
+    return [reference_param(i) for i in range(count)]
+
+
+def plan_jobs(preset: Preset, request: GenerateRequest, random_seed: int,
+              references: Sequence[str] = ()) -> list[dict[str, ParamValue]]:
     """One parameter set per image. Job i gets seed + i (the request's seed, else `random_seed`).
+    `references` are the stored names of the request's reference images, bound in order.
 
     Raises UnsupportedParameter when the request sets something the preset does not offer.
     """
     base = dict(preset.defaults)
+    for param, name in zip(reference_params(preset, len(references)), references, strict=True):
+        base[param] = name
     if request.checkpoint is not None:
         _require(preset, "checkpoint", "checkpoint")
         base["checkpoint"] = request.checkpoint

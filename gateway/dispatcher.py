@@ -23,14 +23,15 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.bindings import reference_param
 from gateway.comfy import protocol
 from gateway.comfy.client import ComfyClient, Connected, Disconnected
 from gateway.compiler import compile_prompt
 from gateway.errors import ComfyRejected, ComfyUnavailable
 from gateway.events import Hub, Progress
 from gateway.jobs import TERMINAL, Complete, Fail, Job, Requeue, Start, State, StoredImage, Submit, transition
-from gateway.models import Preset
-from gateway.outputs import OutputStore
+from gateway.models import ParamValue, Preset
+from gateway.outputs import OutputStore, ReferenceStore
 from gateway.scheduling import Fairness, choose
 from gateway.store import Store
 
@@ -92,8 +93,10 @@ class Dispatcher:
         presets: Callable[[], Mapping[str, Preset]], max_in_flight: int = 2, job_timeout: float = 600.0,
         max_attempts: int = 3, retry_delay: float = 1.0, stale_after: float = 10.0,
         hub: Hub | None = None, preview_method: str | None = None, clock: Callable[[], float] = time.time,
+        references: ReferenceStore | None = None,
         fairness: Fairness = FIRST_COME,
     ) -> None:
+        self._references = references
         self._store = store
         self._client = client
         self._outputs = outputs
@@ -236,8 +239,11 @@ class Dispatcher:
         tracked = self._tracked[job.id] = _Tracked(job.id, job.preset, job.submitted_at or self._clock(),
                                                    last_heard=self._clock(), checkpoint=_checkpoint(job))
         try:
-            await self._client.submit(compile_prompt(preset, job.params, job.id), prompt_id=job.id,
+            params = await self._upload_references(job)
+            await self._client.submit(compile_prompt(preset, params, job.id), prompt_id=job.id,
                                       extra_data=self._extra_data)
+        except OSError as exc:
+            await self._fail(job.id, f"could not read a reference image: {exc.strerror or exc}")
         except ComfyRejected as exc:
             await self._fail(job.id, exc.message)
         except ComfyUnavailable as exc:
@@ -253,6 +259,20 @@ class Dispatcher:
             log.debug("job %s submitted", job.id, extra=_about(job.id))
             if job.id not in self._tracked:  # cancelled while the POST was on its way
                 await self._withdraw(job.id)
+
+    async def _upload_references(self, job: Job) -> dict[str, ParamValue]:
+        """Upload a job's reference images to ComfyUI; its parameters with the names ComfyUI gave.
+        A failed upload means the prompt was not sent."""
+        params = dict(job.params)
+        if not job.references or self._references is None:
+            return params
+        for index, name in enumerate(job.references):
+            data = await self._references.read(name)
+            try:
+                params[reference_param(index)] = await self._client.upload_image(data, name)
+            except ComfyUnavailable as exc:
+                raise ComfyUnavailable(exc.message, sent=False) from exc
+        return params
 
     # --- events ----------------------------------------------------------------------------
 

@@ -10,9 +10,13 @@
     ├── PriorityNotAllowed            403 priority_not_allowed (above the API key's maximum; names the field)
     ├── NotFound                      404 not_found
     │   ├── PresetNotFound            404 preset_not_found
-    │   └── JobNotFound               404 job_not_found
+    │   ├── JobNotFound               404 job_not_found
+    │   └── SavedNotFound             404 saved_not_found
     ├── MethodNotAllowed              405 method_not_allowed
     ├── PresetExists                  409 preset_exists       (a new preset's slug is taken)
+    ├── Conflict                      409 conflict
+    │   ├── IdempotencyKeyMismatch    409 idempotency_key_mismatch (a key reused with another body)
+    │   └── JobNotDone                409 job_not_done        (saving a job that has no result yet)
     ├── PayloadTooLarge               413 payload_too_large
     ├── QueueFull                     429 queue_full          (backpressure; carries Retry-After)
     ├── ConfigError                   500 config_error        (presets.yaml, workflows, settings)
@@ -105,6 +109,10 @@ class JobNotFound(NotFound):
     code = "job_not_found"
 
 
+class SavedNotFound(NotFound):
+    code = "saved_not_found"
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     code = "method_not_allowed"
@@ -113,6 +121,17 @@ class MethodNotAllowed(GatewayError):
 class PresetExists(GatewayError):
     status = 409
     code = "preset_exists"
+class Conflict(GatewayError):
+    status = 409
+    code = "conflict"
+
+
+class IdempotencyKeyMismatch(Conflict):
+    code = "idempotency_key_mismatch"
+
+
+class JobNotDone(Conflict):
+    code = "job_not_done"
 
 
 class PayloadTooLarge(GatewayError):

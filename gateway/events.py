@@ -47,7 +47,7 @@ class Progress:
 @dataclass
 class Message:
     event: str
-    """job | end | queue | progress | preview | image"""
+    """job | end (payload: the job and its queue position) | queue | progress | preview | image"""
     payload: Any
     rendered: dict[str, str] = field(default_factory=dict)
     """Cache for renderers: one rendering per message, however many subscribers."""
@@ -160,7 +160,9 @@ class Hub:
             if job.state not in PENDING:
                 self._pending.discard(job.id)
                 self._positions.pop(job.id, None)
-            self._publish(job.id, Message("end" if job.state in TERMINAL else "job", job))
+            # a change while waiting (e.g. handed to ComfyUI's queue) keeps the last known place
+            event = "end" if job.state in TERMINAL else "job"
+            self._publish(job.id, Message(event, (job, self._positions.get(job.id))))
         if job.state is State.DONE and job.images and IMAGES in self._topics:
             for index in range(len(job.images)):
                 self._publish(IMAGES, Message("image", (job, index)))

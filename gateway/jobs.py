@@ -61,6 +61,12 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0
+    client_reference: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    webhook_url: str | None = None
+    """Where this job's events are delivered (an outbox row is written with each of them)."""
+    references: tuple[str, ...] = ()
+    """Stored reference image names, uploaded to ComfyUI when the job is submitted."""
     priority: int = 0
     """Higher goes first (see gateway.scheduling)."""
 

@@ -18,7 +18,7 @@ from gateway.jobs import TERMINAL, Job, State
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LIVE_STATES = (State.QUEUED, State.SUBMITTED, State.RUNNING)
-WEBHOOK_OUTCOMES = ("delivered", "failed", "gave_up")
+WEBHOOK_OUTCOMES = ("delivered", "retrying", "gave_up")
 
 _RUN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 _WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0)

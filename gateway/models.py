@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_SEED = 2**64 - 1
 """The largest seed ComfyUI's samplers accept."""
@@ -18,6 +18,11 @@ MAX_COUNT = 20
 MAX_PROMPT_CHARS = 10_000
 MAX_PRIORITY = 10
 """Job priorities run from -MAX_PRIORITY to MAX_PRIORITY; higher goes first, 0 is the default."""
+MAX_REFERENCE_IMAGES = 6
+MAX_METADATA_KEYS = 16
+MAX_METADATA_KEY_CHARS = 100
+MAX_METADATA_VALUE_CHARS = 500
+MAX_CLIENT_REFERENCE_CHARS = 200
 
 GazeStatus = Literal["pending", "processing", "done", "failed"]
 
@@ -54,7 +59,7 @@ class GenerateRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    count: int = Field(1, ge=1, le=MAX_COUNT, description="Number of images (one job each), 1-20.")
+    count: int = Field(1, ge=1, le=MAX_COUNT, description="Number of images (one job each).")
     checkpoint: Text | None = Field(
         None, min_length=1, max_length=500, description="Checkpoint file name as ComfyUI lists it."
     )
@@ -75,6 +80,38 @@ class GenerateRequest(BaseModel):
                                      description="LoRAs to apply, in order.")
     priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
                           description="Higher runs first; above the API key's maximum is refused (403).")
+    client_reference: Text | None = Field(
+        None, max_length=MAX_CLIENT_REFERENCE_CHARS, description="Your correlation id, echoed in the job record."
+    )
+    metadata: dict[str, Text] = Field(
+        default_factory=dict, description="String map echoed in the job record and webhook deliveries."
+    )
+    webhook_url: Text | None = Field(
+        None, max_length=2000, description="Where the job record is POSTed when the job finishes."
+    )
+    reference_images: list[str] | None = Field(
+        None, description="1-6 images (data URLs or raw base64) bound to the preset's image inputs."
+    )
+
+    @field_validator("metadata")
+    @classmethod
+    def _check_metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} keys (got {len(value)})")
+        for key, item in value.items():
+            _printable(key)
+            if not 1 <= len(key) <= MAX_METADATA_KEY_CHARS:
+                raise ValueError(f"keys must be 1 to {MAX_METADATA_KEY_CHARS} characters ({key[:20]!r}...)")
+            if len(item) > MAX_METADATA_VALUE_CHARS:
+                raise ValueError(f"value of {key!r} must be at most {MAX_METADATA_VALUE_CHARS} characters")
+        return value
+
+    @field_validator("reference_images")
+    @classmethod
+    def _check_reference_count(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not 1 <= len(value) <= MAX_REFERENCE_IMAGES:
+            raise ValueError(f"give 1 to {MAX_REFERENCE_IMAGES} images (got {len(value)})")
+        return value
 
     @model_validator(mode="after")
     def _check_combinations(self) -> GenerateRequest:
@@ -138,6 +175,58 @@ class JobRecord(BaseModel):
     finished_at: str | None
     queue_position: int | None = Field(None, description="1-based place in the queue while pending.")
     progress: JobProgress | None = Field(None, description="Live progress while processing.")
+    client_reference: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class DeliveryAttempt(BaseModel):
+    attempt: int
+    at: str
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+
+class DeliveryRecord(BaseModel):
+    """One webhook delivery of a job event and every attempt made at it."""
+
+    id: str
+    event: str
+    url: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: list[DeliveryAttempt]
+    created_at: str
+    next_attempt_at: str | None
+
+
+class DeliveryList(BaseModel):
+    job_id: str
+    deliveries: list[DeliveryRecord]
+
+
+class SaveRequest(BaseModel):
+    """Body of `POST /api/v1/saved`."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    job_id: Text = Field(min_length=1, max_length=100)
+    label: Text = Field(min_length=1, max_length=200)
+
+
+class SavedRecord(BaseModel):
+    id: str
+    label: str
+    image_url: str
+    job_id: str
+    created: int
+    """Unix seconds."""
+
+
+class SavedList(BaseModel):
+    saved: list[SavedRecord]
+    total: int
+    limit: int
+    offset: int
 
 
 class ImageItem(BaseModel):
@@ -189,18 +278,46 @@ class StatusOut(BaseModel):
         None, description="The ComfyUI process the gateway runs itself (GATEWAY_COMFYUI_MANAGED=1); else null.")
 
 
-class PresetSummary(BaseModel):
+class PresetInfo(BaseModel):
+    """What the list and the detail of a preset share."""
+
     preset_id: str
     slug: str
     name: str
     has_cover: bool
     cover_url: str | None = None
     description: str | None = None
-    parameters: list[str] = Field(default_factory=list)
+
+
+class PresetSummary(PresetInfo):
+    parameters: list[str] = Field(default_factory=list, description="Names of the parameters the preset offers.")
 
 
 class PresetList(BaseModel):
     presets: list[PresetSummary]
+
+
+class ParameterInfo(BaseModel):
+    """One request field a preset accepts, with what may be sent in it."""
+
+    name: str = Field(description="The field of the generate request.")
+    type: Literal["integer", "number", "string"]
+    default: str | int | float | None = Field(description="Used when the field is not sent (null: random seed).")
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    multiple_of: int | None = None
+    max_length: int | None = None
+    allowed: list[str | int | float] | None = Field(
+        None, description="The values ComfyUI offers (checkpoints, samplers, ...); null when not known."
+    )
+    description: str
+    bound_to: list[str] = Field(description="Node inputs the value goes to, as '<node id>.<input>'.")
+
+
+class PresetDetail(PresetInfo):
+    """`GET /api/v1/presets/<slug>`: the summary fields, with each parameter described."""
+
+    parameters: list[ParameterInfo]
 
 
 ManagedState = Literal["starting", "running", "restarting", "stopped", "failed"]
@@ -246,6 +363,10 @@ class PresetCreate(PresetChange):
     workflow: dict[str, Any]
 
 
+class PresetDeleted(BaseModel):
+    deleted: str = Field(description="Slug of the deleted preset.")
+
+
 class PresetCopy(BaseModel):
     """Body of `POST /api/v1/presets/<slug>/duplicate`."""
 
@@ -260,6 +381,23 @@ class ErrorDetail(BaseModel):
 
     code: str
     message: str
+    field: str | None = Field(None, description="The request field at fault, for 400 answers about one field.")
+
+
+class QueuePositionOut(BaseModel):
+    """Data of a job stream's `queue` event."""
+
+    queue_position: int = Field(description="1-based place among waiting jobs.")
+
+
+class PreviewOut(BaseModel):
+    """Data of a job stream's `preview` event."""
+
+    image: str = Field(description="The preview as a data URL (data:image/jpeg;base64,...).")
+
+
+class CancelledCount(BaseModel):
+    cancelled: int = Field(description="Jobs that were waiting or running and are now cancelled.")
 
 
 class ErrorBody(BaseModel):

@@ -1,7 +1,9 @@
-"""Result files under the uploads folder, their thumbnails, and their public URLs.
+"""Files the gateway keeps: result images under the uploads folder (their thumbnails and public
+URLs), saved results, and the reference images sent with requests.
 
 Names are `presets/<slug>/gen_<unix seconds>_<96 random bits>.<ext>`: they never collide, and
-since they are served without a key, one name says nothing about any other.
+since they are served without a key, one name says nothing about any other. Saved results are
+links (or copies) under `saved/`, so removing old results never removes a saved one.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
+import re
 import secrets
+import shutil
 import time
 from pathlib import Path, PurePosixPath
 
@@ -23,7 +28,10 @@ STATIC_PREFIX = "/static/uploads"
 THUMBS_PREFIX = "/static/thumbs"
 THUMB_SIZE = 320
 """Thumbnails fit in a square of this many pixels."""
+RESULTS_FOLDER = "presets"
+SAVED_FOLDER = "saved"
 _EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
+_REFERENCE_NAME = re.compile(r"^gw_[0-9a-f]{40}\.(png|jpg|webp)$")
 
 
 class OutputStore:
@@ -62,9 +70,58 @@ class OutputStore:
         ext = PurePosixPath(source_name).suffix.lower()
         if ext not in _EXTENSIONS:
             ext = ".png"
-        relative = f"presets/{slug}/gen_{int(time.time())}_{secrets.token_hex(12)}{ext}"
+        relative = f"{RESULTS_FOLDER}/{slug}/gen_{int(time.time())}_{secrets.token_hex(12)}{ext}"
         await asyncio.to_thread(write_atomic, self.root / relative, data)
         return relative
+
+    async def keep(self, relative_path: str) -> str:
+        """Save a result for good: a hard link (a copy across file systems) under `saved/`;
+        returns its relative path. Raises OSError when the result file is gone."""
+        ext = PurePosixPath(relative_path).suffix.lower()
+        relative = f"{SAVED_FOLDER}/{secrets.token_hex(16)}{ext if ext in _EXTENSIONS else '.png'}"
+        await asyncio.to_thread(_link_or_copy, self.root / relative_path, self.root / relative)
+        return relative
+
+    async def remove(self, relative_path: str) -> None:
+        await asyncio.to_thread((self.root / relative_path).unlink, missing_ok=True)
+
+
+class ReferenceStore:
+    """Reference images, kept under the data folder from the request until the job is submitted.
+
+    Names are content-addressed (`gw_<sha256>.<ext>`): a request sent twice stores one file, and
+    a job queued before a restart finds its images after it.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, name: str) -> Path:
+        if not _REFERENCE_NAME.match(name):
+            raise ValueError(f"not a reference image name: {name!r}")
+        return self.root / name
+
+    async def save(self, name: str, data: bytes) -> None:
+        """Write one image; an existing one is only touched, so that retention keeps it."""
+        target = self.path(name)
+        if target.exists():
+            await asyncio.to_thread(os.utime, target)
+        else:
+            await asyncio.to_thread(write_atomic, target, data)
+
+    async def read(self, name: str) -> bytes:
+        """The image's bytes; raises OSError when it is gone."""
+        return await asyncio.to_thread(self.path(name).read_bytes)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        if not source.is_file():
+            raise
+        shutil.copyfile(source, target)
 
 
 def _thumbnail(data: bytes) -> bytes:

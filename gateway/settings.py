@@ -6,6 +6,7 @@ meaning; the README's configuration table must list every one (a test checks it)
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
 from collections.abc import Callable, Mapping
@@ -54,6 +55,30 @@ def _url(raw: str) -> str:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+def _optional_url(raw: str) -> str | None:
+    return _url(raw) if raw.strip() else None
+
+
+def _webhook_secret(raw: str) -> str | None:
+    if not raw:
+        return None
+    body = raw.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body, validate=True)
+    except ValueError:
+        raise ValueError("must be whsec_ followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("must encode 24 to 64 random bytes")
+    return raw if raw.startswith("whsec_") else "whsec_" + raw
+
+
 def _optional(raw: str) -> str | None:
     return raw or None
 
@@ -74,13 +99,6 @@ def _flag(raw: str) -> bool:
 
 def _shell_words(raw: str) -> tuple[str, ...]:
     return tuple(shlex.split(raw))
-
-
-def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError("must be 0 or more")
-    return value
 
 
 def _max_priority(raw: str) -> int:
@@ -149,6 +167,24 @@ SETTINGS: tuple[Setting, ...] = (
             "Managed mode: port ComfyUI listens on, on 127.0.0.1 only; the gateway talks to it there."),
     Setting("GATEWAY_COMFYUI_ARGS", "comfyui_args", _shell_words, None,
             "Managed mode: extra ComfyUI arguments, shell-quoted, e.g. `--cpu` or `--lowvram`."),
+    Setting("GATEWAY_IDEMPOTENCY_HOURS", "idempotency_hours", _positive_float, 24.0,
+            "Hours an `Idempotency-Key` is remembered; a replay within it gets the original answer."),
+    Setting("GATEWAY_WEBHOOK_URL", "webhook_url", _optional_url, None,
+            "Webhook URL for requests that name none."),
+    Setting("GATEWAY_WEBHOOK_SECRET", "webhook_secret", _webhook_secret, None,
+            "Standard Webhooks signing secret (`whsec_` + base64); if unset one is made once, stored and logged."),
+    Setting("GATEWAY_WEBHOOK_ON_START", "webhook_on_start", _flag, False,
+            "Also deliver `job.started` when a job starts running (terminal states are always delivered)."),
+    Setting("GATEWAY_WEBHOOK_MAX_ATTEMPTS", "webhook_max_attempts", _positive_int, 8,
+            "Attempts per webhook delivery before it is given up."),
+    Setting("GATEWAY_WEBHOOK_TIMEOUT", "webhook_timeout", _positive_float, 10.0,
+            "Seconds one webhook attempt may take, connecting included."),
+    Setting("GATEWAY_WEBHOOK_BACKOFF", "webhook_backoff", _positive_float, 5.0,
+            "Seconds before the first webhook retry; each later one waits twice as long (at most 1 hour), +-20 %."),
+    Setting("GATEWAY_WEBHOOK_ALLOW_PRIVATE", "webhook_allow_private", _flag, False,
+            "Allow webhooks to loopback, private and link-local addresses (only on a trusted network)."),
+    Setting("GATEWAY_RETENTION_DAYS", "retention_days", _non_negative_int, 0,
+            "Days unsaved result images are kept; 0 keeps them forever. Saved results are never removed."),
 )
 
 
@@ -181,6 +217,15 @@ class Settings:
     comfyui_python: Path = _DEFAULTS["comfyui_python"]
     comfyui_port: int = _DEFAULTS["comfyui_port"]
     comfyui_args: tuple[str, ...] | None = _DEFAULTS["comfyui_args"]
+    idempotency_hours: float = _DEFAULTS["idempotency_hours"]
+    webhook_url: str | None = _DEFAULTS["webhook_url"]
+    webhook_secret: str | None = _DEFAULTS["webhook_secret"]
+    webhook_on_start: bool = _DEFAULTS["webhook_on_start"]
+    webhook_max_attempts: int = _DEFAULTS["webhook_max_attempts"]
+    webhook_timeout: float = _DEFAULTS["webhook_timeout"]
+    webhook_backoff: float = _DEFAULTS["webhook_backoff"]
+    webhook_allow_private: bool = _DEFAULTS["webhook_allow_private"]
+    retention_days: int = _DEFAULTS["retention_days"]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -229,6 +274,11 @@ class Settings:
     def object_info_cache(self) -> Path:
         """The last `/object_info` fetched from ComfyUI, used to convert editor-format workflows."""
         return self.data_dir / "object_info.json"
+
+    @property
+    def references_dir(self) -> Path:
+        """Reference images sent with requests, kept until their jobs are submitted."""
+        return self.data_dir / "references"
 
 
 def _check_consistency() -> None:

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -71,6 +72,53 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
     """,
     """
+    ALTER TABLE jobs ADD COLUMN client_reference TEXT;
+    ALTER TABLE jobs ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN webhook_url TEXT;
+    ALTER TABLE jobs ADD COLUMN refs TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE idempotency (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        request_hash TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE TABLE webhook_outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        job_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        url TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        next_attempt_at REAL
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX webhook_outbox_job ON webhook_outbox (job_id, seq);
+    CREATE TABLE webhook_attempts (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id TEXT NOT NULL REFERENCES webhook_outbox (id) ON DELETE CASCADE,
+        attempt INTEGER NOT NULL,
+        at REAL NOT NULL,
+        duration REAL NOT NULL,
+        status_code INTEGER,
+        error TEXT
+    );
+    CREATE INDEX webhook_attempts_delivery ON webhook_attempts (delivery_id, seq);
+    CREATE TABLE saved (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        relative_path TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
+    """
     ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN overtaken INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN passed_at REAL;
@@ -80,9 +128,60 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _JOB_COLUMNS = ("id, preset, label, state, params, error, images, created_at, submitted_at, started_at, "
-                "finished_at, attempts, priority")
+                "finished_at, attempts, client_reference, metadata, webhook_url, refs, priority")
 _QUEUE_ORDER = "ORDER BY priority DESC, seq"
 """The base order of the queue (the `jobs_queue` index): higher priority first, then first come."""
+
+
+WebhookRender = Callable[[Job, State], tuple[str, str] | None]
+"""Given a job just saved and its state before, the event to deliver and its body, or None."""
+
+
+@dataclass(frozen=True)
+class IdempotencyRow:
+    scope: str
+    key: str
+    request_hash: str
+    status: int
+    body: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One row of the webhook outbox: an event of a job, to be POSTed to `url`."""
+
+    id: str
+    job_id: str
+    event: str
+    url: str
+    payload: str
+    state: str
+    attempts: int
+    created_at: float
+    next_attempt_at: float | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    delivery_id: str
+    attempt: int
+    at: float
+    duration: float
+    status_code: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class SavedRow:
+    id: str
+    label: str
+    job_id: str
+    relative_path: str
+    created_at: float
+
+
+_DELIVERY_COLUMNS = "id, job_id, event, url, payload, state, attempts, created_at, next_attempt_at"
 
 
 Listener = Callable[[list[tuple[Job, State | None]]], None]
@@ -125,7 +224,9 @@ def _image_json(image: StoredImage) -> dict[str, str]:
 def _job_values(job: Job) -> tuple[Any, ...]:
     images = json.dumps([_image_json(i) for i in job.images])
     return (job.id, job.preset, job.label, job.state.value, json.dumps(job.params), job.error, images,
-            job.created_at, job.submitted_at, job.started_at, job.finished_at, job.attempts, job.priority)
+            job.created_at, job.submitted_at, job.started_at, job.finished_at, job.attempts,
+            job.client_reference, json.dumps(job.metadata), job.webhook_url, json.dumps(list(job.references)),
+            job.priority)
 
 
 def _job_from_row(row: Sequence[Any]) -> Job:
@@ -133,7 +234,9 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         id=row[0], preset=row[1], label=row[2], state=State(row[3]), params=json.loads(row[4]),
         error=row[5], images=tuple(StoredImage(**i) for i in json.loads(row[6])),
         created_at=row[7], submitted_at=row[8], started_at=row[9], finished_at=row[10], attempts=row[11],
-        priority=row[12],
+        client_reference=row[12], metadata=json.loads(row[13]), webhook_url=row[14],
+        references=tuple(json.loads(row[15])),
+        priority=row[16],
     )
 
 
@@ -144,9 +247,10 @@ class Store:
     statements would otherwise land in one transaction, and one's rollback would undo the other.
     """
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, *, webhook: WebhookRender | None = None) -> None:
         self._db = db
         self._write_lock = asyncio.Lock()
+        self._webhook = webhook
         self._listeners: list[Listener] = []
 
     def listen(self, listener: Listener) -> None:
@@ -168,7 +272,9 @@ class Store:
             await self._db.commit()
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
+    async def open(cls, path: Path, *, webhook: WebhookRender | None = None) -> Store:
+        """Open (and migrate) the database. With `webhook`, saving a job that has a webhook URL
+        writes the outbox row `webhook` asks for in the same transaction as the job's new state."""
         path.parent.mkdir(parents=True, exist_ok=True)
         db = await aiosqlite.connect(path)
         try:
@@ -180,7 +286,7 @@ class Store:
         except BaseException:
             await db.close()
             raise
-        return cls(db)
+        return cls(db, webhook=webhook)
 
     @staticmethod
     async def _migrate(db: aiosqlite.Connection) -> None:
@@ -197,14 +303,32 @@ class Store:
 
     # --- jobs -------------------------------------------------------------------------------
 
-    async def add_jobs(self, jobs: Sequence[Job], *, max_queued: int | None = None) -> None:
+    async def add_jobs(self, jobs: Sequence[Job], *, max_queued: int | None = None,
+                       idempotency: IdempotencyRow | None = None, forget_before: float = 0.0,
+                       ) -> IdempotencyRow | None:
         """Insert new jobs in one transaction: all of them are stored, or none.
 
         With `max_queued`, raises QueueFull instead when the queue would then hold more.
+        With `idempotency`, the row is stored with the jobs; but if a row for its scope and key
+        created at or after `forget_before` exists, nothing is inserted and that row is returned.
         """
         rows = [_job_values(j) for j in jobs]
         placeholders = ", ".join("?" * len(_JOB_COLUMNS.split(",")))
         async with self._transaction() as db:
+            if idempotency is not None:
+                async with db.execute(
+                    "SELECT scope, key, request_hash, status, body, created_at FROM idempotency "
+                    "WHERE scope=? AND key=? AND created_at>=?", (idempotency.scope, idempotency.key, forget_before),
+                ) as cur:
+                    found = await cur.fetchone()
+                if found is not None:
+                    return IdempotencyRow(*found)
+                await db.execute(
+                    "INSERT OR REPLACE INTO idempotency (scope, key, request_hash, status, body, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (idempotency.scope, idempotency.key, idempotency.request_hash, idempotency.status,
+                     idempotency.body, idempotency.created_at),
+                )
             if max_queued is not None:
                 async with db.execute("SELECT count(*) FROM jobs WHERE state='queued'") as cur:
                     row = await cur.fetchone()
@@ -216,6 +340,7 @@ class Store:
                     )
             await db.executemany(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({placeholders})", rows)
         self._changed([(j, None) for j in jobs])
+        return None
 
     async def save(self, job: Job, *, expect: State | None = None) -> bool:
         """Write a job's changed state (after a transition).
@@ -232,8 +357,11 @@ class Store:
             sql += " AND state=?"
             args += (expect.value,)
         async with self._transaction() as db:
+            before = await self._state_of(db, job.id) if self._webhook and job.webhook_url else None
             cur = await db.execute(sql, args)
             written = cur.rowcount == 1
+            if written and before is not None and before is not job.state:
+                await self._enqueue(db, job, before)
             if written and job.state is State.DONE:  # the gallery sees a job's images when it is done
                 await db.executemany(
                     "INSERT OR IGNORE INTO images (id, job_id, preset, relative_path, thumb_path, created_at) "
@@ -252,8 +380,30 @@ class Store:
                 waiting = [_job_from_row(r) for r in await cur.fetchall()]
             await db.execute("UPDATE jobs SET state='failed', error=?, finished_at=? WHERE state='queued'",
                              (error, at))
-        self._changed([(transition(job, Fail(at, error)), State.QUEUED) for job in waiting])
-        return len(waiting)
+            failed = [transition(job, Fail(at, error)) for job in waiting]
+            if self._webhook:
+                for job in failed:
+                    if job.webhook_url:
+                        await self._enqueue(db, job, State.QUEUED)
+        self._changed([(job, State.QUEUED) for job in failed])
+        return len(failed)
+
+    @staticmethod
+    async def _state_of(db: aiosqlite.Connection, job_id: str) -> State | None:
+        async with db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return State(row[0]) if row else None
+
+    async def _enqueue(self, db: aiosqlite.Connection, job: Job, before: State) -> None:
+        rendered = self._webhook(job, before) if self._webhook and job.webhook_url else None
+        if rendered is None or job.webhook_url is None:
+            return
+        event, payload = rendered
+        now = time.time()
+        await db.execute(
+            f"INSERT INTO webhook_outbox ({_DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+            (f"msg_{uuid.uuid4().hex}", job.id, event, job.webhook_url, payload, now, now),
+        )
 
     async def check_writable(self) -> None:
         """Raise if the database cannot be written (disk full, read-only, locked)."""
@@ -422,3 +572,109 @@ class Store:
         async with self._db.execute("SELECT hash, max_priority FROM api_keys WHERE revoked_at IS NULL") as cur:
             rows = await cur.fetchall()
         return {str(r[0]): r[1] for r in rows}
+
+    # --- idempotency ------------------------------------------------------------------------
+
+    async def forget_idempotency(self, before: float) -> int:
+        """Drop idempotency rows created before `before`; returns how many."""
+        async with self._transaction() as db:
+            cur = await db.execute("DELETE FROM idempotency WHERE created_at<?", (before,))
+        return cur.rowcount
+
+    # --- webhook outbox ---------------------------------------------------------------------
+
+    async def claim_deliveries(self, now: float, lease_until: float, limit: int = 100) -> list[Delivery]:
+        """Pending deliveries due at `now`, oldest first, each moved to `lease_until` in the same
+        transaction: no later call returns them while they are being sent, and if the process dies
+        meanwhile they are due again when the lease ends."""
+        async with self._transaction() as db:
+            async with db.execute(
+                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE state='pending' AND next_attempt_at<=? "
+                "ORDER BY next_attempt_at, seq LIMIT ?", (now, limit),
+            ) as cur:
+                due = [Delivery(*r) for r in await cur.fetchall()]
+            await db.executemany("UPDATE webhook_outbox SET next_attempt_at=? WHERE id=?",
+                                 [(lease_until, d.id) for d in due])
+        return due
+
+    async def next_delivery_at(self) -> float | None:
+        """When the earliest pending delivery is due (None: none is pending)."""
+        async with self._db.execute("SELECT min(next_attempt_at) FROM webhook_outbox WHERE state='pending'") as cur:
+            row = await cur.fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def record_attempt(self, attempt: Attempt, *, delivered: bool, retry_at: float | None) -> None:
+        """Log one attempt and move its delivery on: delivered, due again at `retry_at`, or given up."""
+        state = "delivered" if delivered else "pending" if retry_at is not None else "failed"
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO webhook_attempts (delivery_id, attempt, at, duration, status_code, error) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (attempt.delivery_id, attempt.attempt, attempt.at, attempt.duration, attempt.status_code,
+                 attempt.error),
+            )
+            await db.execute(
+                "UPDATE webhook_outbox SET state=?, attempts=?, next_attempt_at=? WHERE id=?",
+                (state, attempt.attempt, retry_at if state == "pending" else None, attempt.delivery_id),
+            )
+
+    async def deliveries_of(self, job_id: str) -> list[tuple[Delivery, list[Attempt]]]:
+        """A job's deliveries, oldest first, each with its attempts."""
+        async with self._db.execute(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_outbox WHERE job_id=? ORDER BY seq", (job_id,)
+        ) as cur:
+            deliveries = [Delivery(*r) for r in await cur.fetchall()]
+        result = []
+        for delivery in deliveries:
+            async with self._db.execute(
+                "SELECT delivery_id, attempt, at, duration, status_code, error FROM webhook_attempts "
+                "WHERE delivery_id=? ORDER BY seq", (delivery.id,),
+            ) as cur:
+                result.append((delivery, [Attempt(*r) for r in await cur.fetchall()]))
+        return result
+
+    # --- saved results ----------------------------------------------------------------------
+
+    async def add_saved(self, row: SavedRow) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO saved (id, label, job_id, relative_path, created_at) VALUES (?, ?, ?, ?, ?)",
+                (row.id, row.label, row.job_id, row.relative_path, row.created_at),
+            )
+
+    async def get_saved(self, saved_id: str) -> SavedRow | None:
+        async with self._db.execute(
+            "SELECT id, label, job_id, relative_path, created_at FROM saved WHERE id=?", (saved_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return SavedRow(*row) if row else None
+
+    async def list_saved(self, limit: int, offset: int) -> tuple[list[SavedRow], int]:
+        """A page of saved results, newest first, and how many there are in all."""
+        async with self._db.execute(
+            "SELECT id, label, job_id, relative_path, created_at FROM saved ORDER BY seq DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        ) as cur:
+            rows = [SavedRow(*r) for r in await cur.fetchall()]
+        async with self._db.execute("SELECT count(*) FROM saved") as cur:
+            total = await cur.fetchone()
+        return rows, int(total[0]) if total else 0
+
+    async def delete_saved(self, saved_id: str) -> SavedRow | None:
+        """Remove a saved result's row; returns it (None if there was none)."""
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT id, label, job_id, relative_path, created_at FROM saved WHERE id=?", (saved_id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                await db.execute("DELETE FROM saved WHERE id=?", (saved_id,))
+        return SavedRow(*row) if row else None
+
+    async def live_references(self) -> set[str]:
+        """Reference image names that jobs not yet finished still need."""
+        async with self._db.execute(
+            "SELECT refs FROM jobs WHERE state IN ('queued', 'submitted', 'running') AND refs != '[]'"
+        ) as cur:
+            rows = await cur.fetchall()
+        return {str(name) for row in rows for name in json.loads(row[0])}

@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from tests.fake_comfy import FakeComfyUI
 from tests.helpers import ROOT
+from tests.receiver import receiver  # noqa: F401  (a fixture: a webhook receiver)
 
 REAL_COMFYUI_URL = os.environ.get("COMFYUI_URL", "").rstrip("/")
 API_KEY = "test-key"
@@ -123,3 +124,17 @@ async def gateway(settings: Settings) -> AsyncIterator[Gateway]:
 
 def with_timeout(settings: Settings, seconds: float) -> Settings:
     return replace(settings, job_timeout=seconds)
+
+
+@pytest.fixture
+async def lora_gateway(tmp_path: Path) -> AsyncIterator[tuple[Gateway, FakeComfyUI]]:
+    """The fake ComfyUI with LoRA files (the real test server has none)."""
+    fake = FakeComfyUI(checkpoints=("tiny.safetensors",), loras=("style.safetensors", "detail.safetensors"))
+    await fake.start()
+    settings = Settings(comfyui_url=fake.url, data_dir=tmp_path / "data", presets_path=ROOT / "presets.yaml",
+                        api_key=API_KEY)
+    try:
+        async with running_gateway(settings) as gw:
+            yield gw, fake
+    finally:
+        await fake.stop()

@@ -407,7 +407,8 @@ class FakeComfyUI:
             web.get("/api/jobs/{job_id}", self._get_job),
             web.post("/free", self._post_free),
         ]
-        app = web.Application()
+        # Like ComfyUI, bodies (uploads) may be as large as its advertised max_upload_size.
+        app = web.Application(client_max_size=FEATURES["max_upload_size"])
         app.add_routes(routes)
         # ComfyUI serves every route under /api as well.
         app.add_routes([web.RouteDef(r.method, "/api" + r.path, r.handler, r.kwargs) for r in routes])

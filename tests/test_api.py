@@ -154,7 +154,7 @@ async def test_http_errors_share_the_shape(gateway: Gateway) -> None:
     assert resp.status == 405
     assert_error(await resp.json(), "method_not_allowed")
     assert "GET" in resp.headers["Allow"]
-    resp = await gateway.client.post("/api/v1/generate/sd15", data=io.BytesIO(b"x" * (2 * 1024 * 1024)),
+    resp = await gateway.client.post("/api/v1/saved", data=io.BytesIO(b"x" * (2 * 1024 * 1024)),
                                      headers={**gateway.headers, "Content-Type": "application/json"})
     assert resp.status == 413
     assert_error(await resp.json(), "payload_too_large")

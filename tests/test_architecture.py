@@ -16,16 +16,24 @@ LAYERS = {
     "gateway.settings": 2, "gateway.bindings": 2, "gateway.presets": 2, "gateway.compiler": 2,
     "gateway.jobs": 2, "gateway.comfy.protocol": 2, "gateway.keys": 2, "gateway.backoff": 2,
     "gateway.editor": 2, "gateway.atomic": 2, "gateway.loras": 2, "gateway.choices": 2,
+    "gateway.parameters": 2, "gateway.webhooks": 2, "gateway.refimages": 2,
     "gateway.scheduling": 2, "gateway.logs": 2, "gateway.metrics": 3,
     "gateway.comfy.client": 3, "gateway.store": 3, "gateway.outputs": 3, "gateway.events": 3,
     "gateway.supervisor": 3, "gateway.preset_files": 3,
-    "gateway.dispatcher": 4, "gateway.check": 4, "gateway.preset_registry": 4,
+    "gateway.dispatcher": 4, "gateway.check": 4, "gateway.preset_registry": 4, "gateway.delivery": 4,
+    "gateway.retention": 4,
     "gateway.app": 6, "gateway.__main__": 7,
 }
 PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compiler", "gateway.jobs",
         "gateway.comfy.protocol", "gateway.keys", "gateway.backoff", "gateway.editor", "gateway.loras",
-        "gateway.choices", "gateway.scheduling"}
+        "gateway.choices", "gateway.parameters", "gateway.webhooks", "gateway.refimages",
+        "gateway.scheduling"}
 IO_LIBRARIES = {"aiohttp", "aiosqlite", "httpx", "websockets", "sqlite3", "asyncio", "os"}
+SDK = "gateway.sdk"
+"""The client: its own layer beside the service. It may use only the shared error and model
+definitions of ours, and only the command line may use it."""
+SDK_MAY_IMPORT = {"gateway.errors", "gateway.models"}
+SDK_PURE = {"gateway.sdk.errors", "gateway.sdk.sse", "gateway.sdk.calls", "gateway.sdk.events"}
 
 
 def module_name(path: Path) -> str:
@@ -34,6 +42,8 @@ def module_name(path: Path) -> str:
 
 
 def layer(name: str) -> int:
+    if name.startswith(SDK):
+        return 6
     return 5 if name.startswith("gateway.api") else LAYERS[name]
 
 
@@ -62,7 +72,7 @@ def test_imports_only_go_down(path: Path) -> None:
     for imported in imports(path):
         if not imported.startswith("gateway.") or imported in ("gateway.api", "gateway.comfy"):
             continue
-        if me.startswith("gateway.api") and imported.startswith("gateway.api"):
+        if any(me.startswith(p) and imported.startswith(p) for p in ("gateway.api", SDK)):
             continue
         assert layer(imported) < layer(me) or (layer(imported) == layer(me) == 2 and imported in PURE), (
             f"{me} (layer {layer(me)}) imports {imported} (layer {layer(imported)})")
@@ -72,6 +82,30 @@ def test_imports_only_go_down(path: Path) -> None:
 def test_pure_modules_do_no_io(path: Path) -> None:
     roots = {name.split(".")[0] for name in imports(path)}
     assert not roots & IO_LIBRARIES
+
+
+SDK_MODULES = [p for p in MODULES if module_name(p).startswith(SDK)]
+
+
+@pytest.mark.parametrize("path", SDK_MODULES, ids=lambda p: module_name(p))
+def test_the_sdk_uses_only_errors_and_models_of_the_service(path: Path) -> None:
+    for imported in imports(path):
+        assert imported.split(".")[0] != "aiohttp", f"{module_name(path)} imports {imported}"
+        if imported.startswith("gateway.") and not imported.startswith(SDK):
+            assert imported in SDK_MAY_IMPORT, f"{module_name(path)} imports {imported}"
+
+
+@pytest.mark.parametrize("path", [p for p in SDK_MODULES if module_name(p) in SDK_PURE], ids=lambda p: module_name(p))
+def test_the_sdks_request_layer_does_no_io(path: Path) -> None:
+    roots = {name.split(".")[0] for name in imports(path)}
+    assert not roots & (IO_LIBRARIES | {"rich"})
+
+
+def test_only_the_command_line_uses_the_sdk() -> None:
+    for path in MODULES:
+        me = module_name(path)
+        if not me.startswith(SDK) and me != "gateway.__main__":
+            assert not any(name.startswith(SDK) for name in imports(path)), me
 
 
 def test_only_the_api_speaks_http_errors() -> None:

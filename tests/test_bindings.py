@@ -55,6 +55,19 @@ def refs(*specs: str) -> tuple[InputRef, ...]:
             {"positive": refs("1.text")},
             id="one-encoder-for-both-sides-and-a-linked-seed",
         ),
+        pytest.param(
+            workflow("reference_soften.json"), {"reference_image": refs("1.image")}, id="one-image-input",
+        ),
+        pytest.param(
+            {"10": {"class_type": "LoadImage", "inputs": {"image": "b.png"}},
+             "9": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+             "x": {"class_type": "LoadImage", "inputs": {"image": "c.png"}},
+             "2": {"class_type": "LoadImage", "inputs": {"image": ["9", 0]}},
+             "3": {"class_type": "ImageBlend", "inputs": {"image1": ["9", 0], "image2": ["10", 0]}}},
+            {"reference_image": refs("9.image"), "reference_image_2": refs("10.image"),
+             "reference_image_3": refs("x.image")},
+            id="image-inputs-in-node-order",
+        ),
     ],
 )
 def test_discover(graph: dict, expected: dict) -> None:
@@ -103,3 +116,12 @@ def test_output_nodes() -> None:
              "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
     assert bindings.save_nodes(graph) == ("1",)
     assert bindings.output_nodes(graph) == ("1", "2")
+
+
+@pytest.mark.parametrize(
+    ("bound", "slots"),
+    [([], 0), (["seed"], 0), (["reference_image"], 1), (["reference_image", "reference_image_2", "seed"], 2),
+     (["reference_image", "reference_image_3"], 1), (["reference_image_2"], 0)],
+)
+def test_reference_slots(bound: list[str], slots: int) -> None:
+    assert bindings.reference_slots(bound) == slots

@@ -68,7 +68,7 @@ async def test_first_start_creates_and_logs_one_key(tmp_path: Path, comfy: Comfy
 def test_check_offline(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--offline"]) == 0
     out = capsys.readouterr().out
-    assert "example_01" in out and "4 preset(s)" in out
+    assert "example_01" in out and "5 preset(s)" in out
 
 
 def test_check_reports_a_broken_presets_file(env: Path, monkeypatch: pytest.MonkeyPatch,

@@ -1,18 +1,21 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
 from gateway.compiler import compile_prompt, join_prompt, plan_jobs
 from gateway.errors import UnsupportedParameter
-from gateway.models import GenerateRequest
+from gateway.models import GenerateRequest, Preset
 from gateway.presets import build_preset
 from tests.helpers import workflow
 
 SD15 = build_preset("sd15", {"name": "SD", "defaults": {"positive": "a cat"}}, workflow("sd15_text_to_image.json"),
                     workflow_file="sd15.json")
 NOISE = build_preset("noise", {"name": "Noise"}, workflow("example_noise.json"), workflow_file="noise.json")
+SOFTEN = build_preset("soften", {"name": "Soften"}, workflow("reference_soften.json"), workflow_file="soften.json")
+REF = "gw_" + "a" * 40 + ".png"
 
 
 @pytest.mark.parametrize(
@@ -150,3 +153,19 @@ def test_too_many_loras(preset: object, count: int, reason: str | None) -> None:
     with pytest.raises(UnsupportedParameter, match=reason) as info:
         plan_jobs(preset, GenerateRequest.model_validate(body), random_seed=0)  # type: ignore[arg-type]
     assert info.value.field == "loras"
+def test_reference_images_are_bound_to_image_inputs() -> None:
+    [params] = plan_jobs(SOFTEN, GenerateRequest(), 1, [REF])
+    assert params == {"reference_image": REF}
+    assert compile_prompt(SOFTEN, params, "job")["1"]["inputs"]["image"] == REF
+    [defaults] = plan_jobs(SOFTEN, GenerateRequest(), 1)
+    assert defaults == {"reference_image": "example.png"}
+
+
+@pytest.mark.parametrize(
+    ("preset", "count", "message"),
+    [(NOISE, 1, "has no image input"), (SOFTEN, 2, "takes at most 1 image(s), got 2")],
+)
+def test_reference_images_the_preset_cannot_take(preset: Preset, count: int, message: str) -> None:
+    with pytest.raises(UnsupportedParameter, match=re.escape(message)) as caught:
+        plan_jobs(preset, GenerateRequest(), 1, [REF] * count)
+    assert caught.value.field == "reference_images"

@@ -69,7 +69,7 @@ def test_live_figures_are_rendered_when_scraped() -> None:
     assert found[("gateway_comfyui_up", ())] == 1
     assert found[("gateway_model_swaps_total", ())] == 3
     assert found[("gateway_loaded_checkpoint", (("checkpoint", "tiny.safetensors"),))] == 1
-    assert found[("gateway_webhook_deliveries_total", (("outcome", "failed"),))] == 0
+    assert found[("gateway_webhook_deliveries_total", (("outcome", "retrying"),))] == 0
 
 
 async def test_the_metrics_route_needs_no_key_and_counts_routes_not_paths(gateway: Gateway) -> None:

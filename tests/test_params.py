@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.api.state import REGISTRY
-from gateway.settings import Settings
-from tests.conftest import API_KEY, Comfy, Gateway, running_gateway
+from tests.conftest import Comfy, Gateway
 from tests.fake_comfy import FakeComfyUI
-from tests.helpers import ROOT
 
 
 async def post(gw: Gateway, body: dict[str, Any], slug: str = "sd15") -> tuple[int, Any]:
@@ -58,20 +54,6 @@ async def test_bad_values_name_the_field(gateway: Gateway, body: dict[str, Any],
 async def test_a_preset_without_the_place_refuses(gateway: Gateway) -> None:
     status, answer = await post(gateway, {"steps": 3}, slug="example_01")
     assert (status, answer["error"]["code"], answer["error"]["field"]) == (400, "unsupported_parameter", "steps")
-
-
-@pytest.fixture
-async def lora_gateway(tmp_path: Path) -> AsyncIterator[tuple[Gateway, FakeComfyUI]]:
-    """The fake ComfyUI with LoRA files (the real test server has none)."""
-    fake = FakeComfyUI(checkpoints=("tiny.safetensors",), loras=("style.safetensors", "detail.safetensors"))
-    await fake.start()
-    settings = Settings(comfyui_url=fake.url, data_dir=tmp_path / "data", presets_path=ROOT / "presets.yaml",
-                        api_key=API_KEY)
-    try:
-        async with running_gateway(settings) as gw:
-            yield gw, fake
-    finally:
-        await fake.stop()
 
 
 async def test_loras_are_inserted_and_run(lora_gateway: tuple[Gateway, FakeComfyUI]) -> None:

@@ -7,6 +7,8 @@ import pytest
 from gateway.errors import ConfigError
 from gateway.settings import SETTINGS, Settings
 
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 
 def test_defaults() -> None:
     s = Settings.from_env({})
@@ -23,6 +25,10 @@ def test_reads_every_variable() -> None:
            "GATEWAY_MAX_QUEUED": "50", "GATEWAY_MAX_ATTEMPTS": "5", "GATEWAY_PREVIEW_METHOD": "TAESD",
            "GATEWAY_COMFYUI_MANAGED": "0", "GATEWAY_COMFYUI_DIR": "/opt/ComfyUI", "GATEWAY_COMFYUI_PYTHON": "/opt/py",
            "GATEWAY_COMFYUI_PORT": "8190", "GATEWAY_COMFYUI_ARGS": "--cpu --preview-method 'auto'",
+           "GATEWAY_IDEMPOTENCY_HOURS": "2",
+           "GATEWAY_WEBHOOK_URL": "https://hooks.example.com/x", "GATEWAY_WEBHOOK_SECRET": SECRET,
+           "GATEWAY_WEBHOOK_ON_START": "yes", "GATEWAY_WEBHOOK_MAX_ATTEMPTS": "3", "GATEWAY_WEBHOOK_TIMEOUT": "2.5",
+           "GATEWAY_WEBHOOK_BACKOFF": "0.5", "GATEWAY_WEBHOOK_ALLOW_PRIVATE": "true", "GATEWAY_RETENTION_DAYS": "30",
            "GATEWAY_LOG_FORMAT": "JSON", "GATEWAY_AFFINITY_MAX_SKIPS": "0", "GATEWAY_AFFINITY_MAX_WAIT": "2.5",
            "GATEWAY_MAX_PRIORITY": "4"}
     assert set(env) == {s.env for s in SETTINGS}
@@ -32,7 +38,10 @@ def test_reads_every_variable() -> None:
                          log_level="DEBUG", max_queued=50, max_attempts=5, preview_method="taesd",
                          comfyui_managed=False,
                          comfyui_dir=Path("/opt/ComfyUI"), comfyui_python=Path("/opt/py"), comfyui_port=8190,
-                         comfyui_args=("--cpu", "--preview-method", "auto"), log_format="json",
+                         comfyui_args=("--cpu", "--preview-method", "auto"), idempotency_hours=2.0,
+                         webhook_url="https://hooks.example.com/x", webhook_secret=SECRET, webhook_on_start=True,
+                         webhook_max_attempts=3, webhook_timeout=2.5, webhook_backoff=0.5,
+                         webhook_allow_private=True, retention_days=30, log_format="json",
                          affinity_max_skips=0, affinity_max_wait=2.5, max_priority=4)
 
 
@@ -55,6 +64,11 @@ def test_reads_every_variable() -> None:
         ({"GATEWAY_MAX_PRIORITY": "-1"}, "between 0 and 10"),
         ({"GATEWAY_COMFYUI_MANAGED": "1", "GATEWAY_COMFYUI_URL": "http://gpu:8188"},
          "contradicts GATEWAY_COMFYUI_MANAGED=1: the managed ComfyUI answers at http://127.0.0.1:8188"),
+        ({"GATEWAY_WEBHOOK_ON_START": "maybe"}, "must be 1 or 0"),
+        ({"GATEWAY_WEBHOOK_SECRET": "whsec_not base64!"}, "whsec_ followed by base64"),
+        ({"GATEWAY_WEBHOOK_SECRET": "whsec_c2hvcnQ="}, "24 to 64 random bytes"),
+        ({"GATEWAY_WEBHOOK_URL": "ftp://x"}, "must start with http://"),
+        ({"GATEWAY_RETENTION_DAYS": "-1"}, "0 or more"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway.errors import QueueFull
 from gateway.jobs import Complete, Fail, Job, Start, State, StoredImage, Submit, transition
-from gateway.store import MIGRATIONS, ApiKeyRow, Store
+from gateway.store import MIGRATIONS, ApiKeyRow, Attempt, IdempotencyRow, SavedRow, Store
 
 
 def new_job(job_id: str, created: float = 1.0) -> Job:
@@ -154,6 +155,174 @@ async def test_the_gallery_migration_takes_in_earlier_results(tmp_path: Path) ->
         assert total == 1 and rows[0].id == "old-0" and rows[0].job.seed == 3 and rows[0].created_at == 2
     finally:
         await s.close()
+
+
+# --- idempotency, webhook outbox, saved results ----------------------------------------------------
+
+def render(job: Job, before: State) -> tuple[str, str] | None:
+    """A stand-in for the API's renderer: terminal states only, the state in the body."""
+    if job.state in (State.DONE, State.FAILED) and before is not job.state:
+        return f"job.{job.state.value}", f'{{"id":"{job.id}","status":"{job.state.value}"}}'
+    return None
+
+
+@pytest.fixture
+async def hooked(tmp_path: Path):
+    s = await Store.open(tmp_path / "gateway.db", webhook=render)
+    yield s
+    await s.close()
+
+
+def hooked_job(job_id: str, url: str | None = "https://hooks.example.com/in") -> Job:
+    return Job(id=job_id, preset="p", label="P", params={}, created_at=1.0, webhook_url=url,
+               client_reference="ref-1", metadata={"user": "42"}, references=("gw_" + "a" * 40 + ".png",))
+
+
+def done(job: Job) -> Job:
+    return transition(transition(transition(job, Submit(2.0)), Start(3.0)), Complete(4.0, (StoredImage("x.png"),)))
+
+
+async def test_new_job_fields_round_trip(hooked: Store) -> None:
+    await hooked.add_jobs([hooked_job("a")])
+    assert await hooked.get("a") == hooked_job("a")
+    assert await hooked.live_references() == {"gw_" + "a" * 40 + ".png"}
+    await hooked.save(done(hooked_job("a")))
+    assert await hooked.live_references() == set()
+
+
+async def test_a_terminal_save_writes_one_outbox_row_in_its_transaction(hooked: Store) -> None:
+    await hooked.add_jobs([hooked_job("a"), hooked_job("quiet", url=None)])
+    running = transition(transition(hooked_job("a"), Submit(2.0)), Start(3.0))
+    await hooked.save(running)
+    assert await hooked.deliveries_of("a") == []  # not terminal: nothing to deliver
+    finished = done(hooked_job("a"))
+    assert await hooked.save(finished, expect=State.RUNNING)
+    assert not await hooked.save(finished, expect=State.RUNNING)  # lost compare-and-set: no second row
+    assert await hooked.save(finished)  # same state again: no second row
+    await hooked.save(done(hooked_job("quiet", url=None)))
+    [(delivery, attempts)] = await hooked.deliveries_of("a")
+    assert (delivery.event, delivery.url, delivery.state, delivery.attempts, attempts) == (
+        "job.done", "https://hooks.example.com/in", "pending", 0, [])
+    assert delivery.payload == '{"id":"a","status":"done"}'
+    assert delivery.id.startswith("msg_")
+    assert await hooked.deliveries_of("quiet") == []
+
+
+async def test_the_outbox_row_rolls_back_with_the_job(tmp_path: Path) -> None:
+    def broken(job: Job, before: State) -> tuple[str, str] | None:
+        raise RuntimeError("render failed")
+
+    store = await Store.open(tmp_path / "gateway.db", webhook=broken)
+    try:
+        await store.add_jobs([hooked_job("a")])
+        with pytest.raises(RuntimeError):
+            await store.save(done(hooked_job("a")))
+        job = await store.get("a")
+        assert job is not None and job.state is State.QUEUED  # neither the state nor a row
+    finally:
+        await store.close()
+
+
+async def test_cancelling_the_queue_writes_rows_for_hooked_jobs(hooked: Store) -> None:
+    await hooked.add_jobs([hooked_job("a"), hooked_job("b", url=None), hooked_job("c")])
+    assert await hooked.fail_queued("cancelled", 9.0) == 3
+    rows = [d for job_id in ("a", "b", "c") for d, _ in await hooked.deliveries_of(job_id)]
+    assert [(d.job_id, d.event, d.payload) for d in rows] == [
+        ("a", "job.failed", '{"id":"a","status":"failed"}'), ("c", "job.failed", '{"id":"c","status":"failed"}')]
+
+
+async def test_attempts_move_a_delivery_on_and_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    store = await Store.open(path, webhook=render)
+    await store.add_jobs([hooked_job("a"), hooked_job("b")])
+    await store.save(done(hooked_job("a")))
+    await store.save(done(hooked_job("b")))
+    (a, _), = await store.deliveries_of("a")
+    (b, _), = await store.deliveries_of("b")
+    claimed = await store.claim_deliveries(a.created_at + 1, lease_until=a.created_at + 50)
+    assert {d.id for d in claimed} == {a.id, b.id}
+    assert await store.claim_deliveries(a.created_at + 1, a.created_at + 50) == []  # being sent: not twice
+    assert await store.next_delivery_at() == a.created_at + 50
+    await store.record_attempt(Attempt(a.id, 1, 10.0, 0.25, 500, "answered HTTP 500"), delivered=False,
+                               retry_at=a.created_at + 100)
+    await store.record_attempt(Attempt(b.id, 1, 10.0, 0.1, None, "refused"), delivered=False, retry_at=None)
+    assert await store.claim_deliveries(a.created_at + 99, a.created_at + 150) == []
+    assert await store.next_delivery_at() == a.created_at + 100
+    await store.close()
+
+    store = await Store.open(path, webhook=render)  # a restart keeps the pending delivery
+    try:
+        [due] = await store.claim_deliveries(a.created_at + 100, a.created_at + 150)
+        assert (due.id, due.attempts) == (a.id, 1)
+        await store.record_attempt(Attempt(a.id, 2, 20.0, 0.05, 204, None), delivered=True, retry_at=None)
+        [(final, attempts)] = await store.deliveries_of("a")
+        assert (final.state, final.attempts, final.next_attempt_at) == ("delivered", 2, None)
+        assert [(x.attempt, x.status_code, x.error) for x in attempts] == [(1, 500, "answered HTTP 500"),
+                                                                         (2, 204, None)]
+        [(gave_up, _)] = await store.deliveries_of("b")
+        assert gave_up.state == "failed"
+        assert await store.next_delivery_at() is None
+    finally:
+        await store.close()
+
+
+async def test_an_idempotency_key_is_stored_with_its_jobs_once(store: Store) -> None:
+    row = IdempotencyRow("scope", "key-1", "hash", 202, '{"jobs": []}', 100.0)
+    assert await store.add_jobs([new_job("a")], idempotency=row) is None
+    again = IdempotencyRow("scope", "key-1", "other", 202, "{}", 101.0)
+    assert await store.add_jobs([new_job("b")], idempotency=again) == row
+    assert await store.get("b") is None
+    other_scope = IdempotencyRow("scope-2", "key-1", "hash", 202, "{}", 101.0)
+    assert await store.add_jobs([new_job("c")], idempotency=other_scope) is None
+    # an expired key is forgotten: the new request wins
+    assert await store.add_jobs([new_job("d")], idempotency=again, forget_before=100.5) is None
+    assert await store.get("d") is not None
+    assert await store.forget_idempotency(101.0) == 0
+    assert await store.forget_idempotency(102.0) == 2
+
+
+async def test_a_full_queue_stores_no_idempotency_key(store: Store) -> None:
+    row = IdempotencyRow("scope", "key", "hash", 202, "{}", 1.0)
+    with pytest.raises(QueueFull):
+        await store.add_jobs([new_job("a"), new_job("b")], max_queued=1, idempotency=row)
+    assert await store.add_jobs([new_job("a")], max_queued=1, idempotency=row) is None
+
+
+async def test_saved_rows(store: Store) -> None:
+    for i in range(3):
+        await store.add_saved(SavedRow(f"s{i}", f"label {i}", "job", f"saved/{i}.png", float(i)))
+    rows, total = await store.list_saved(2, 0)
+    assert ([r.id for r in rows], total) == (["s2", "s1"], 3)
+    rows, total = await store.list_saved(2, 2)
+    assert ([r.id for r in rows], total) == (["s0"], 3)
+    assert await store.get_saved("s1") == SavedRow("s1", "label 1", "job", "saved/1.png", 1.0)
+    assert await store.delete_saved("s1") == SavedRow("s1", "label 1", "job", "saved/1.png", 1.0)
+    assert await store.delete_saved("s1") is None
+    assert await store.get_saved("s1") is None
+
+
+async def test_jobs_of_an_older_schema_read_with_empty_new_fields(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version=1; COMMIT;")
+        db.execute("INSERT INTO jobs (id, preset, label, state, params, created_at) "
+                   "VALUES ('old', 'p', 'P', 'queued', '{}', 1.0)")
+    store = await Store.open(path)
+    try:
+        job = await store.get("old")
+        assert job is not None
+        assert (job.client_reference, job.metadata, job.webhook_url, job.references) == (None, {}, None, ())
+    finally:
+        await store.close()
+
+
+async def test_a_claim_whose_attempt_was_never_recorded_is_due_again(hooked: Store) -> None:
+    await hooked.add_jobs([hooked_job("a")])
+    await hooked.save(done(hooked_job("a")))
+    [claimed] = await hooked.claim_deliveries(1e12, lease_until=1e12 + 40)  # then the process dies
+    assert await hooked.claim_deliveries(1e12 + 39, 1e12 + 80) == []
+    [again] = await hooked.claim_deliveries(1e12 + 40, 1e12 + 80)
+    assert again.id == claimed.id and again.attempts == 0
 
 
 def job_with(job_id: str, *, priority: int = 0, checkpoint: str | None = None) -> Job:

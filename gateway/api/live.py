@@ -17,7 +17,7 @@ from gateway.api.state import HUB, STORE
 from gateway.api.validation import query_flag
 from gateway.errors import JobNotFound
 from gateway.events import IMAGES, Message, Subscription
-from gateway.jobs import TERMINAL, Job
+from gateway.jobs import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +25,12 @@ KEEPALIVE_SECONDS = 15.0
 """Idle streams get a comment this often: proxies close connections silent for longer."""
 
 
-def _record(job: Job) -> str:
-    return job_record(job).model_dump_json()
-
-
 def _render(message: Message) -> str:
     """The `event:` and `data:` lines of one message (the `id:` line is per stream)."""
     match message.event:
         case "job" | "end":
-            data = _record(message.payload)
+            job, position = message.payload
+            data = job_record(job, queue_position=position).model_dump_json()
         case "queue":
             data = json.dumps({"queue_position": message.payload})
         case "progress":

@@ -8,10 +8,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.api.auth import authenticate
+from gateway.api.openapi import public_paths
 from gateway.api.state import KEYRING
 from gateway.errors import GatewayError
 
 log = logging.getLogger(__name__)
+
+_PUBLIC = public_paths()
 
 _HTTP_CODES = {
     400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -54,7 +57,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every `/api/` route needs a key; static files and health checks do not."""
-    if request.path.startswith("/api/"):
+    """Every `/api/` route needs a key, but the API's own description; pages, static files and
+    health checks need none.
+    """
+    if request.path.startswith("/api/") and request.path not in _PUBLIC:
         await authenticate(request, request.app[KEYRING])
     return await handler(request)

@@ -13,7 +13,7 @@ from gateway.api.state import REGISTRY
 from gateway.api.v1 import json_response
 from gateway.api.validation import parse, read_json_object
 from gateway.errors import InvalidParameter
-from gateway.models import PresetChange, PresetCopy, PresetCreate
+from gateway.models import PresetChange, PresetCopy, PresetCreate, PresetDeleted
 
 _MAX_COVER_BYTES = 1024 * 1024
 _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpg"))
@@ -71,7 +71,7 @@ async def change_preset(request: web.Request) -> web.Response:
 async def delete_preset(request: web.Request) -> web.Response:
     slug = request.match_info["slug"]
     await request.app[REGISTRY].delete(slug)
-    return web.json_response({"deleted": slug})
+    return json_response(PresetDeleted(deleted=slug))
 
 
 def routes() -> list[web.RouteDef]:

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
+from gateway import webhooks
 from gateway.events import Progress
 from gateway.jobs import Job, State, StoredImage
-from gateway.models import ImageItem, ImageOut, JobProgress, JobRecord, JobResult, Preset, PresetSummary
+from gateway.models import (
+    ImageItem,
+    ImageOut,
+    JobProgress,
+    JobRecord,
+    JobResult,
+    Preset,
+    PresetDetail,
+    PresetInfo,
+    PresetSummary,
+)
 from gateway.outputs import OutputStore
+from gateway.parameters import describe
+from gateway.store import WebhookRender
 
 COVERS_PREFIX = "/static/covers"
 
@@ -29,6 +45,7 @@ def job_record(job: Job, *, queue_position: int | None = None, progress: Progres
         preset=job.preset, params=job.params, priority=job.priority, images=images,
         created_at=iso(job.created_at) or "",
         started_at=iso(job.started_at), finished_at=iso(job.finished_at),
+        client_reference=job.client_reference, metadata=job.metadata,
         queue_position=queue_position if job.gaze_status == "pending" else None,
         progress=progress_out(progress) if progress is not None and job.state is State.RUNNING else None,
     )
@@ -47,10 +64,31 @@ def image_item(image_id: str, job: Job, image: StoredImage, created_at: float) -
     )
 
 
-def preset_summary(preset: Preset) -> PresetSummary:
+def _preset_info(preset: Preset) -> PresetInfo:
     has_cover = preset.cover_file is not None
-    return PresetSummary(
+    return PresetInfo(
         preset_id=preset.slug, slug=preset.slug, name=preset.name, has_cover=has_cover,
-        cover_url=f"{COVERS_PREFIX}/{preset.slug}" if has_cover else None,
-        description=preset.description, parameters=sorted(preset.bindings),
+        cover_url=f"{COVERS_PREFIX}/{preset.slug}" if has_cover else None, description=preset.description,
     )
+
+
+def webhook_render(*, on_start: bool) -> WebhookRender:
+    """What the store writes to the webhook outbox when a job changes state: the event and the
+    job record as it is at that moment."""
+
+    def render(job: Job, before: State) -> tuple[str, str] | None:
+        event = webhooks.event_for(before, job.state, on_start=on_start)
+        if event is None:
+            return None
+        return event, webhooks.envelope(event, time.time(), job_record(job).model_dump_json())
+
+    return render
+
+
+def preset_summary(preset: Preset) -> PresetSummary:
+    return PresetSummary(**dict(_preset_info(preset)), parameters=sorted(preset.bindings))
+
+
+def preset_detail(preset: Preset, object_info: Mapping[str, Any] | None) -> PresetDetail:
+    """The summary fields, with every parameter described (allowed values when ComfyUI answered)."""
+    return PresetDetail(**dict(_preset_info(preset)), parameters=describe(preset, object_info))

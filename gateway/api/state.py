@@ -9,7 +9,7 @@ from gateway.dispatcher import Dispatcher
 from gateway.events import Hub
 from gateway.metrics import Metrics
 from gateway.models import Preset
-from gateway.outputs import OutputStore
+from gateway.outputs import OutputStore, ReferenceStore
 from gateway.preset_registry import PresetRegistry
 from gateway.settings import Settings
 from gateway.store import Store
@@ -26,3 +26,4 @@ SUPERVISOR = web.AppKey("supervisor", Supervisor)
 """Present only when the gateway runs ComfyUI itself (GATEWAY_COMFYUI_MANAGED=1)."""
 REGISTRY = web.AppKey("registry", PresetRegistry)
 METRICS = web.AppKey("metrics", Metrics)
+REFERENCES = web.AppKey("references", ReferenceStore)

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import pydantic
 from aiohttp import web
 
-from gateway.errors import InvalidParameter, InvalidRequest
+from gateway.errors import InvalidParameter, InvalidRequest, PayloadTooLarge
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -33,9 +33,15 @@ _MESSAGES = {
 }
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object; an empty body is `{}`."""
-    raw = await request.read()
+async def read_json_object(request: web.Request, *, max_size: int | None = None) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is `{}`. `max_size` raises the app's body limit."""
+    if max_size is None:
+        raw = await request.read()
+    else:
+        try:
+            raw = await request.clone(client_max_size=max_size).read()
+        except web.HTTPRequestEntityTooLarge:
+            raise PayloadTooLarge(f"the request body is larger than the limit of {max_size} bytes") from None
     if not raw.strip():
         return {}
     content_type = request.content_type
@@ -81,7 +87,10 @@ def _to_error(exc: pydantic.ValidationError, fields: list[str]) -> InvalidParame
             return InvalidParameter(loc, f"{loc}: {text}")
         field, _, reason = text.partition(": ")  # model validators say "<field>: <reason>"
         return InvalidParameter(field, f"{field}: {reason}" if reason else text)
-    template = _MESSAGES.get(first["type"])
+    kind = first["type"]
+    if kind == "too_long" and isinstance(first.get("input"), str):  # max_length on an optional string
+        kind = "string_too_long"
+    template = _MESSAGES.get(kind)
     reason = template.format(**first.get("ctx", {})) if template else first["msg"].lower()
     if first["type"] == "extra_forbidden":
         known = ", ".join(fields)

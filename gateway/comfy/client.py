@@ -9,6 +9,7 @@ with `Connected` so the caller can settle what it may have missed.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -52,10 +53,11 @@ class ComfyClient:
         self._backoff = backoff
 
     async def _request(self, method: str, path: str, *, json_body: Any = None,
-                       params: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+                       params: dict[str, str] | None = None,
+                       form: aiohttp.FormData | None = None) -> tuple[int, Any, bytes]:
         url = self.base_url + path
         try:
-            async with self._session.request(method, url, json=json_body, params=params,
+            async with self._session.request(method, url, json=json_body, params=params, data=form,
                                              timeout=self._timeout) as resp:
                 raw = await resp.read()
                 status = resp.status
@@ -107,6 +109,19 @@ class ComfyClient:
         if status != 200 or not raw:
             raise ComfyUnavailable(f"ComfyUI has no file {image.subfolder}/{image.filename} ({status})", sent=True)
         return raw
+
+    async def upload_image(self, data: bytes, filename: str) -> str:
+        """Put an image in ComfyUI's input folder (`POST /upload/image`, replacing a file of that
+        name); returns the value a LoadImage node's `image` input takes to load it."""
+        form = aiohttp.FormData()
+        form.add_field("image", io.BytesIO(data), filename=filename, content_type="application/octet-stream")
+        form.add_field("type", "input")
+        form.add_field("overwrite", "true")
+        status, body, _ = await self._request("POST", "/upload/image", form=form)
+        if status != 200 or not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            raise ComfyRejected(f"ComfyUI answered {status} to uploading the reference image {filename}")
+        subfolder = body.get("subfolder")
+        return f"{subfolder}/{body['name']}" if isinstance(subfolder, str) and subfolder else str(body["name"])
 
     async def interrupt(self, prompt_id: str | None = None) -> None:
         """Interrupt `prompt_id` if it is running (others are untouched), or whatever runs."""
