@@ -11,13 +11,25 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from gateway import logs
 from gateway.api.auth import create_key
 from gateway.app import create_app, open_store
 from gateway.errors import ConfigError
+from gateway.models import MAX_PRIORITY
 from gateway.outputs import OutputStore, ReferenceStore
 from gateway.retention import sweep
 from gateway.sdk.cli import add_generate_command, run_generate
 from gateway.settings import Settings
+
+
+def _key_priority(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, not {raw!r}") from None
+    if not 0 <= value <= MAX_PRIORITY:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_PRIORITY}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="create a key and print it once")
     create.add_argument("--name", required=True)
+    create.add_argument("--max-priority", type=_key_priority, default=None, metavar="N",
+                        help=f"highest job priority (0-{MAX_PRIORITY}) the key may ask for "
+                             "(default: GATEWAY_MAX_PRIORITY)")
     keys.add_parser("list", help="list keys (never the keys themselves)")
     revoke = keys.add_parser("revoke", help="revoke keys by id or name")
     revoke.add_argument("key", metavar="ID_OR_NAME")
@@ -51,7 +66,7 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
     store = await open_store(settings)
     try:
         if args.keys_command == "create":
-            row, key = await create_key(store, args.name)
+            row, key = await create_key(store, args.name, max_priority=args.max_priority)
             print(f"Created key {row.id} ({row.name}). It is shown only this once:\n{key}")
         elif args.keys_command == "list":
             rows = await store.list_keys()
@@ -61,7 +76,8 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> int:
                 state = "revoked " + time.strftime("%Y-%m-%d %H:%M", time.localtime(row.revoked_at)) \
                     if row.revoked_at else "active"
                 created = time.strftime("%Y-%m-%d %H:%M", time.localtime(row.created_at))
-                print(f"{row.id}  {row.name:<20}  created {created}  {state}")
+                priority = "default" if row.max_priority is None else str(row.max_priority)
+                print(f"{row.id}  {row.name:<20}  created {created}  max priority {priority:<7}  {state}")
         else:
             count = await store.revoke_key(args.key, time.time())
             if not count:
@@ -102,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"comfy-gateway: {exc.message}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     try:
         if args.command == "keys":
             return asyncio.run(_keys(settings, args))

@@ -16,14 +16,16 @@ import aiohttp
 from aiohttp import web
 
 from gateway import delivery, retention
-from gateway.api import deliveries, gallery, health, live, pages, preset_admin, saved, static, status, v1
+from gateway.api import deliveries, gallery, health, live, metrics, pages, preset_admin, saved, static, status, v1
 from gateway.api.auth import KeyRing, create_key
+from gateway.api.metrics import metrics_middleware
 from gateway.api.middleware import auth_middleware, errors_middleware
 from gateway.api.records import webhook_render
 from gateway.api.state import (
     DISPATCHER,
     HUB,
     KEYRING,
+    METRICS,
     OUTPUTS,
     PRESETS,
     REFERENCES,
@@ -36,9 +38,11 @@ from gateway.comfy.client import ComfyClient
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
 from gateway.events import Hub
+from gateway.metrics import Metrics
 from gateway.models import Preset
 from gateway.outputs import OutputStore, ReferenceStore
 from gateway.preset_registry import PresetRegistry
+from gateway.scheduling import Fairness
 from gateway.settings import Settings
 from gateway.storage import Store, WebhookRender
 from gateway.store import SqliteStore
@@ -53,8 +57,10 @@ MAX_BODY_BYTES = 1024 * 1024
 def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) -> web.Application:
     """Build the aiohttp application. Presets are loaded from settings (and follow changes to the
     files) unless given."""
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(middlewares=[metrics_middleware, errors_middleware, auth_middleware],
+                          client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     registry = PresetRegistry(presets_path=settings.presets_path, cache_path=settings.object_info_cache)
     if presets is None:
         registry.load()
@@ -65,7 +71,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     settings.uploads_dir.mkdir(parents=True, exist_ok=True)
     app[OUTPUTS] = OutputStore(settings.uploads_dir, thumbs=settings.thumbs_dir)
     app[REFERENCES] = ReferenceStore(settings.references_dir)
-    for module in (v1, preset_admin, deliveries, saved, live, gallery, status, health, static, pages):
+    for module in (v1, preset_admin, deliveries, saved, live, gallery, status, health, metrics, static, pages):
         app.add_routes(module.routes())
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -73,8 +79,9 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
         app[STORE] = store
         hub = app[HUB] = Hub(queue_positions=store.queue_positions)
         store.listen(hub.jobs_changed)
+        store.listen(app[METRICS].jobs_changed)
         positions = asyncio.create_task(hub.run(), name="queue-positions")
-        app[KEYRING] = KeyRing(store=store, extra_key=settings.api_key)
+        app[KEYRING] = KeyRing(store=store, extra_key=settings.api_key, max_priority=settings.max_priority)
         if not settings.api_key and not await store.list_keys():
             _, key = await create_key(store, "default")
             log.warning("No API key existed, so one was created. Use it as X-API-Key; it is shown only once:\n"
@@ -99,6 +106,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
                 max_attempts=settings.max_attempts, hub=app[HUB], references=app[REFERENCES],
                 preview_method=None if settings.preview_method == "none" else settings.preview_method,
                 lease=settings.replica_lease,
+                fairness=Fairness(max_skips=settings.affinity_max_skips, max_wait=settings.affinity_max_wait),
             )
             app[DISPATCHER] = dispatcher
             store.listen(dispatcher.jobs_changed)
@@ -134,6 +142,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
                 store=app[STORE], session=session, secret=secret, max_attempts=settings.webhook_max_attempts,
                 timeout=settings.webhook_timeout, backoff=settings.webhook_backoff,
                 allow_private=settings.webhook_allow_private,
+                on_attempt=lambda outcome: app[METRICS].webhook_deliveries.labels(outcome=outcome).inc(),
             )
             async with _background(worker.run(), "webhooks"):
                 yield

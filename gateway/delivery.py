@@ -65,7 +65,10 @@ class DeliveryWorker:
         self, *, store: Store, session: aiohttp.ClientSession, secret: str, max_attempts: int = 8,
         timeout: float = 10.0, backoff: float = 5.0, allow_private: bool = False, concurrency: int = 8,
         poll: float = 0.5, clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+        on_attempt: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_attempt` hears each attempt's outcome: delivered, retrying or gave_up."""
+        self._on_attempt = on_attempt
         self._store = store
         self._session = session
         self._secret = secret
@@ -135,7 +138,10 @@ class DeliveryWorker:
         if not delivered and not give_up and number < self._max_attempts:
             retry_at = self._clock() + retry_delay(number, self._backoff, self._rng)
         if not delivered:
-            log.info("webhook %s for job %s, attempt %d: %s", delivery.id, delivery.job_id, number, error)
+            log.info("webhook %s for job %s, attempt %d: %s", delivery.id, delivery.job_id, number, error,
+                     extra={"job_id": delivery.job_id, "prompt_id": delivery.job_id})
+        if self._on_attempt is not None:
+            self._on_attempt("delivered" if delivered else "retrying" if retry_at is not None else "gave_up")
         try:
             await self._store.record_attempt(
                 Attempt(delivery_id=delivery.id, attempt=number, at=at, duration=duration, status_code=status,

@@ -3,11 +3,13 @@
 The only module that sees store, compiler and client together. Rules it keeps:
 - A job is marked `submitted` on disk *before* it is posted, under `prompt_id` = job id, so after
   any crash its fate can be asked of ComfyUI and it is never posted twice by accident.
-- At most `max_in_flight` prompts sit in ComfyUI; the rest wait in the store.
-- Jobs are claimed from the store (`Store.claim_next`), so several gateways sharing one
-  database each take a job once. A claimed job belongs to this dispatcher (its owner is the
-  ComfyUI client id) while it is in ComfyUI; a heartbeat keeps that lease, and takes over the
-  jobs of a gateway whose lease ran out, settling them from ComfyUI's queue and history.
+- At most `max_in_flight` prompts sit in ComfyUI; the rest wait in the store. The next one is
+  chosen by `gateway.scheduling` (priority, then checkpoint affinity within a fairness bound).
+- The chosen job is claimed from the store (`Store.claim`: by id, only if still queued), so
+  several gateways sharing one database each take a job once; a claim that loses to another
+  gateway chooses again. A claimed job belongs to this dispatcher (its owner is the ComfyUI
+  client id) while it is in ComfyUI; a heartbeat keeps that lease, and takes over the jobs of a
+  gateway whose lease ran out, settling them from ComfyUI's queue and history.
 - Websocket events drive state. After every (re)connection, jobs ComfyUI may have finished
   meanwhile are settled from `/history`; jobs it no longer knows (restarted) are queued again.
 - A job that runs past its deadline is interrupted in ComfyUI and failed.
@@ -35,6 +37,7 @@ from gateway.events import Hub, Progress
 from gateway.jobs import TERMINAL, Complete, Fail, Job, Requeue, Start, State, StoredImage, transition
 from gateway.models import ParamValue, Preset
 from gateway.outputs import OutputStore, ReferenceStore
+from gateway.scheduling import Fairness, choose
 from gateway.storage import Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,9 @@ log = logging.getLogger(__name__)
 CANCELLED = "cancelled"
 DURATIONS_KEPT = 50
 """Run times kept for estimates: enough for a stable median, few enough to follow a model change."""
+SCHEDULING_WINDOW = 32
+"""Waiting jobs looked at when choosing the next one: the head of the queue, never all of it."""
+FIRST_COME = Fairness(max_skips=0, max_wait=0.0)
 
 BackendState = Literal["idle", "loading", "running", "errored", "unreachable"]
 
@@ -93,6 +99,7 @@ class Dispatcher:
         max_attempts: int = 3, retry_delay: float = 1.0, stale_after: float = 10.0,
         hub: Hub | None = None, preview_method: str | None = None, clock: Callable[[], float] = time.time,
         references: ReferenceStore | None = None, lease: float = 30.0,
+        fairness: Fairness = FIRST_COME,
     ) -> None:
         self._lease = lease
         self._owner = client.client_id
@@ -106,6 +113,7 @@ class Dispatcher:
         self._max_attempts = max_attempts
         self._retry_delay = retry_delay
         self._stale_after = stale_after
+        self._fairness = fairness
         self._clock = clock
         self._hub = hub if hub is not None else Hub()
         self._extra_data = {"preview_method": preview_method} if preview_method else None
@@ -159,6 +167,11 @@ class Dispatcher:
         if self._loaded_checkpoint is not None:
             self._model_swaps += 1
         self._loaded_checkpoint = checkpoint
+
+    @property
+    def in_flight(self) -> int:
+        """Prompts the gateway has in ComfyUI now."""
+        return len(self._tracked)
 
     @property
     def connected(self) -> bool:
@@ -235,7 +248,7 @@ class Dispatcher:
         while True:
             self._wake.clear()
             if self._connected and len(self._tracked) < self._max_in_flight:
-                job = await self._store.claim_next(self._clock(), self._owner)
+                job = await self._next_job()
                 if job is not None:
                     await self._submit(job)
                     continue
@@ -244,6 +257,30 @@ class Dispatcher:
             elif until_idle and not self._tracked and not await self._store.count_queued():
                 return
             await self._wake.wait()
+
+    async def _next_job(self) -> Job | None:
+        """Claim the job to submit now: the queue's head, or a job using the checkpoint that will
+        be loaded when it starts (see gateway.scheduling). Jobs it overtakes are counted in the
+        same step. If another gateway claims the chosen job first, the choice is made again."""
+        while True:
+            window = await self._store.queue_window(SCHEDULING_WINDOW if self._fairness.max_skips else 1)
+            choice = choose(window, self._expected_checkpoint(), self._clock(), self._fairness)
+            if choice is None:
+                return None
+            job = await self._store.claim(choice.job.id, self._clock(), self._owner, passed=choice.passed)
+            if job is None:
+                continue  # another gateway took it (or passed a job it passes) meanwhile: the window changed
+            if choice.passed:
+                log.debug("job %s goes before %d waiting job(s): its checkpoint is loaded", job.id,
+                          len(choice.passed), extra=_about(job.id))
+            return job
+
+    def _expected_checkpoint(self) -> str | None:
+        """The checkpoint ComfyUI will have loaded once the prompts in flight are done."""
+        for tracked in reversed(self._tracked.values()):
+            if tracked.checkpoint is not None:
+                return tracked.checkpoint
+        return self._loaded_checkpoint
 
     async def _submit(self, job: Job) -> None:
         """Post a claimed job (stored as submitted: durable before the POST)."""
@@ -267,7 +304,7 @@ class Dispatcher:
         except ComfyRejected as exc:
             await self._fail(job.id, exc.message)
         except ComfyUnavailable as exc:
-            log.warning("submitting job %s failed: %s", job.id, exc.message)
+            log.warning("submitting job %s failed: %s", job.id, exc.message, extra=_about(job.id))
             if exc.details.get("sent"):
                 tracked.posted = True  # maybe it arrived: settle it from ComfyUI's queue and history
                 self._spawn(self._reconcile([job.id]))
@@ -276,7 +313,7 @@ class Dispatcher:
             await asyncio.sleep(self._retry_delay)
         else:
             tracked.posted = True
-            log.debug("job %s submitted", job.id)
+            log.debug("job %s submitted", job.id, extra=_about(job.id))
             if job.id not in self._tracked:  # cancelled while the POST was on its way
                 await self._withdraw(job.id)
 
@@ -301,7 +338,9 @@ class Dispatcher:
             try:
                 await self._apply(event)
             except Exception:  # one bad event must not stop tracking
-                log.exception("handling ComfyUI event %r failed", event)
+                prompt_id = getattr(event, "prompt_id", None)
+                log.exception("handling ComfyUI event %r failed", event,
+                              extra=_about(prompt_id) if isinstance(prompt_id, str) else None)
 
     async def _apply(self, event: protocol.WsEvent | Connected | Disconnected) -> None:
         heard = self._tracked.get(getattr(event, "prompt_id", None) or "")
@@ -443,7 +482,7 @@ class Dispatcher:
             self._durations.append(finished_at - tracked.started_at)
         self._last_error = None
         await self._update(job_id, Complete(finished_at, tuple(stored)), finished=True)
-        log.debug("job %s done", job_id)
+        log.debug("job %s done", job_id, extra=_about(job_id))
 
     async def _watch_deadlines(self) -> None:
         """Fail jobs past their deadline; settle jobs that have been silent too long."""
@@ -484,7 +523,7 @@ class Dispatcher:
             await self._client.delete_queued([job_id])
             await self._client.interrupt(job_id)
         except ComfyUnavailable as exc:
-            log.info("could not withdraw job %s from ComfyUI: %s", job_id, exc.message)
+            log.info("could not withdraw job %s from ComfyUI: %s", job_id, exc.message, extra=_about(job_id))
 
     # --- control ---------------------------------------------------------------------------
 
@@ -522,7 +561,7 @@ class Dispatcher:
     # --- store helpers ---------------------------------------------------------------------
 
     async def _fail(self, job_id: str, error: str) -> None:
-        log.info("job %s failed: %s", job_id, error)
+        log.info("job %s failed: %s", job_id, error, extra=_about(job_id))
         await self._update(job_id, Fail(self._clock(), error), finished=True)
 
     async def _lost(self, job_id: str) -> None:
@@ -531,7 +570,7 @@ class Dispatcher:
         if job is not None and job.attempts >= self._max_attempts:
             await self._fail(job_id, f"ComfyUI lost this job {job.attempts} times (did it crash running it?)")
             return
-        log.warning("job %s is unknown to ComfyUI (restarted?): queued again", job_id)
+        log.warning("job %s is unknown to ComfyUI (restarted?): queued again", job_id, extra=_about(job_id))
         await self._update(job_id, Requeue(self._clock()), finished=True)
 
     async def _update(self, job_id: str, event: Start | Complete | Fail | Requeue, *,
@@ -551,6 +590,11 @@ class Dispatcher:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _about(job_id: str) -> dict[str, str]:
+    """`extra=` for a log record about one job (its prompt id in ComfyUI is the job id)."""
+    return {"job_id": job_id, "prompt_id": job_id}
 
 
 def _checkpoint(job: Job) -> str | None:

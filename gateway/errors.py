@@ -7,6 +7,7 @@
     ├── AuthError
     │   ├── MissingApiKey             401 missing_api_key
     │   └── InvalidApiKey             403 invalid_api_key
+    ├── PriorityNotAllowed            403 priority_not_allowed (above the API key's maximum; names the field)
     ├── NotFound                      404 not_found
     │   ├── PresetNotFound            404 preset_not_found
     │   ├── JobNotFound               404 job_not_found
@@ -83,6 +84,16 @@ class MissingApiKey(AuthError):
 class InvalidApiKey(AuthError):
     status = 403
     code = "invalid_api_key"
+
+
+class PriorityNotAllowed(GatewayError):
+    """A valid priority that the request's API key may not ask for."""
+
+    status = 403
+    code = "priority_not_allowed"
+
+    def __init__(self, message: str, *, maximum: int) -> None:
+        super().__init__(message, field="priority", maximum=maximum)
 
 
 class NotFound(GatewayError):

@@ -67,6 +67,8 @@ class Job:
     """Where this job's events are delivered (an outbox row is written with each of them)."""
     references: tuple[str, ...] = ()
     """Stored reference image names, uploaded to ComfyUI when the job is submitted."""
+    priority: int = 0
+    """Higher goes first (see gateway.scheduling)."""
 
     @property
     def seed(self) -> int | None:

@@ -27,12 +27,18 @@ def digest(key: str) -> str:
 
 
 def matches(key: str, digests: Iterable[str]) -> bool:
-    """Whether `key` is one of the keys behind `digests`, compared in constant time.
+    """Whether `key` is one of the keys behind `digests`, compared in constant time."""
+    return find(key, digests) is not None
+
+
+def find(key: str, digests: Iterable[str]) -> str | None:
+    """The digest of `digests` that `key` matches, if any, compared in constant time.
 
     Every digest is compared (no early exit), so timing says nothing about which one matched.
     """
     candidate = digest(key).encode()
-    found = False
+    found = None
     for known in digests:
-        found |= hmac.compare_digest(candidate, known.encode())
+        if hmac.compare_digest(candidate, known.encode()):
+            found = known
     return found

@@ -16,6 +16,8 @@ MAX_SIDE = 8192
 MAX_PIXELS = 4096 * 4096
 MAX_COUNT = 20
 MAX_PROMPT_CHARS = 10_000
+MAX_PRIORITY = 10
+"""Job priorities run from -MAX_PRIORITY to MAX_PRIORITY; higher goes first, 0 is the default."""
 MAX_REFERENCE_IMAGES = 6
 MAX_METADATA_KEYS = 16
 MAX_METADATA_KEY_CHARS = 100
@@ -76,6 +78,8 @@ class GenerateRequest(BaseModel):
     batch: int | None = Field(None, ge=1, le=16, description="Images per job (the empty latent's batch size).")
     loras: list[LoraRequest] = Field(default_factory=list, max_length=MAX_LORAS,
                                      description="LoRAs to apply, in order.")
+    priority: int = Field(0, ge=-MAX_PRIORITY, le=MAX_PRIORITY,
+                          description="Higher runs first; above the API key's maximum is refused (403).")
     client_reference: Text | None = Field(
         None, max_length=MAX_CLIENT_REFERENCE_CHARS, description="Your correlation id, echoed in the job record."
     )
@@ -164,6 +168,7 @@ class JobRecord(BaseModel):
     result: JobResult | None
     preset: str
     params: dict[str, str | int | float]
+    priority: int = Field(0, description="Higher runs first.")
     images: list[ImageOut]
     created_at: str
     started_at: str | None

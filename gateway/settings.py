@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import ConfigError
+from gateway.models import MAX_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,20 @@ def _shell_words(raw: str) -> tuple[str, ...]:
     return tuple(shlex.split(raw))
 
 
+def _max_priority(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= MAX_PRIORITY:
+        raise ValueError(f"must be between 0 and {MAX_PRIORITY}")
+    return value
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in {"text", "json"}:
+        raise ValueError("must be text or json")
+    return value
+
+
 def _log_level(raw: str) -> str:
     value = raw.upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -147,6 +162,16 @@ SETTINGS: tuple[Setting, ...] = (
             "How ComfyUI draws the live previews of sampler steps: none, latent2rgb (cheap), taesd or auto."),
     Setting("GATEWAY_LOG_LEVEL", "log_level", _log_level, "INFO",
             "Logging level: DEBUG, INFO, WARNING or ERROR."),
+    Setting("GATEWAY_LOG_FORMAT", "log_format", _log_format, "text",
+            "`text` (one readable line a record) or `json` (one JSON object a line, with job_id and prompt_id)."),
+    Setting("GATEWAY_AFFINITY_MAX_SKIPS", "affinity_max_skips", _non_negative_int, 8,
+            "Checkpoint affinity: most places a waiting job may be overtaken by jobs that use the loaded "
+            "checkpoint; 0 turns affinity off (first come, first served within a priority)."),
+    Setting("GATEWAY_AFFINITY_MAX_WAIT", "affinity_max_wait", _positive_float, 60.0,
+            "Checkpoint affinity: seconds after a job is first overtaken that it may still be overtaken."),
+    Setting("GATEWAY_MAX_PRIORITY", "max_priority", _max_priority, 0,
+            f"Highest `priority` (0-{MAX_PRIORITY}) a request may ask for, unless its API key has its own "
+            "maximum (`keys create --max-priority`)."),
     Setting("GATEWAY_COMFYUI_MANAGED", "comfyui_managed", _flag, False,
             "1: the gateway runs ComfyUI itself as a supervised child process (see Managed ComfyUI)."),
     Setting("GATEWAY_COMFYUI_DIR", "comfyui_dir", Path, Path("comfyui/ComfyUI"),
@@ -200,6 +225,10 @@ class Settings:
     max_attempts: int = _DEFAULTS["max_attempts"]
     preview_method: str = _DEFAULTS["preview_method"]
     log_level: str = _DEFAULTS["log_level"]
+    log_format: str = _DEFAULTS["log_format"]
+    affinity_max_skips: int = _DEFAULTS["affinity_max_skips"]
+    affinity_max_wait: float = _DEFAULTS["affinity_max_wait"]
+    max_priority: int = _DEFAULTS["max_priority"]
     comfyui_managed: bool = _DEFAULTS["comfyui_managed"]
     comfyui_dir: Path = _DEFAULTS["comfyui_dir"]
     comfyui_python: Path = _DEFAULTS["comfyui_python"]

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.jobs import Job, State, StoredImage
+from gateway.scheduling import Candidate
 
 JOB_COLUMNS = ("id, preset, label, state, params, error, images, created_at, submitted_at, started_at, "
-               "finished_at, attempts, client_reference, metadata, webhook_url, refs")
+               "finished_at, attempts, client_reference, metadata, webhook_url, refs, priority")
 JOB_COLUMN_COUNT = len(JOB_COLUMNS.split(","))
+QUEUE_ORDER = "ORDER BY priority DESC, seq"
+"""The base order of the queue (the `jobs_queue` index): higher priority first, then first come."""
 DELIVERY_COLUMNS = "id, job_id, event, url, payload, state, attempts, created_at, next_attempt_at"
 FORGET_REPLICAS_AFTER = 7 * 24 * 3600.0
 """Seconds after its lease ran out that a replica's heartbeat row is dropped."""
@@ -99,6 +102,8 @@ class ApiKeyRow:
     hash: str
     created_at: float
     revoked_at: float | None
+    max_priority: int | None = None
+    """Highest job priority the key may ask for; None: the gateway's setting."""
 
 
 def _image_json(image: StoredImage) -> dict[str, str]:
@@ -116,7 +121,8 @@ def job_values(job: Job) -> tuple[Any, ...]:
     images = json.dumps([_image_json(i) for i in job.images])
     return (job.id, job.preset, job.label, job.state.value, json.dumps(job.params), job.error, images,
             job.created_at, job.submitted_at, job.started_at, job.finished_at, job.attempts,
-            job.client_reference, json.dumps(job.metadata), job.webhook_url, json.dumps(list(job.references)))
+            job.client_reference, json.dumps(job.metadata), job.webhook_url, json.dumps(list(job.references)),
+            job.priority)
 
 
 def job_from_row(row: Row) -> Job:
@@ -126,8 +132,21 @@ def job_from_row(row: Row) -> Job:
         error=row[5], images=tuple(StoredImage(**i) for i in json.loads(row[6])),
         created_at=row[7], submitted_at=row[8], started_at=row[9], finished_at=row[10], attempts=row[11],
         client_reference=row[12], metadata=json.loads(row[13]), webhook_url=row[14],
-        references=tuple(json.loads(row[15])),
+        references=tuple(json.loads(row[15])), priority=row[16],
     )
+
+
+def counts_changed(passed: Sequence[Candidate], now: Iterable[Row]) -> bool:
+    """Whether a job to be passed was overtaken again since it was read (`now`: rows of id and
+    overtaken count of the passed jobs still queued): the choice was made on stale counts."""
+    counts = {str(r[0]): int(r[1]) for r in now}
+    return any(c.id in counts and counts[c.id] != c.overtaken for c in passed)
+
+
+def candidate_from_row(row: Row) -> Candidate:
+    """A waiting job as the scheduler sees it, from (id, priority, checkpoint, overtaken, passed_at)."""
+    return Candidate(id=str(row[0]), priority=int(row[1]), checkpoint=row[2] if isinstance(row[2], str) else None,
+                     overtaken=int(row[3]), passed_at=row[4])
 
 
 class Store(Protocol):
@@ -160,9 +179,21 @@ class Store(Protocol):
         """Write a job's changed state (after a transition). With `expect`, only if the stored
         job is still in that state (compare-and-set); returns whether it was written."""
 
-    async def claim_next(self, at: float, owner: str) -> Job | None:
-        """Take the oldest queued job: it is marked submitted (`jobs.Submit` at `at`) and owned by
-        `owner` in one step, so however many processes claim at once, each job is taken once."""
+    async def queue_window(self, limit: int) -> list[Candidate]:
+        """The first `limit` waiting jobs in base order (`QUEUE_ORDER`), as much as the scheduler
+        needs of them."""
+
+    async def mark_passed(self, job_ids: Sequence[str], at: float) -> None:
+        """Record that waiting jobs were overtaken once more (first at `at`), so the fairness
+        bound holds across restarts."""
+
+    async def claim(self, job_id: str, at: float, owner: str, *, passed: Sequence[Candidate] = ()) -> Job | None:
+        """Take the job `job_id` if it is still queued: it is marked submitted (`jobs.Submit` at
+        `at`) and owned by `owner`, and the waiting jobs it overtook (`passed`, as the window
+        showed them) are counted once more, in one step; however many processes claim at once,
+        each job is taken once. None, and nothing written: it is not queued any more (taken by
+        another claimer, or cancelled), or a job in `passed` was overtaken again meanwhile (so
+        the fairness bound is checked on current counts); the caller chooses again."""
 
     async def heartbeat(self, owner: str, now: float, lease: float) -> list[Job]:
         """Record that `owner` is alive until `now + lease`; hand it the jobs in ComfyUI whose
@@ -181,13 +212,16 @@ class Store(Protocol):
     async def get(self, job_id: str) -> Job | None: ...
 
     async def next_queued(self) -> Job | None:
-        """The oldest job waiting in the gateway's queue."""
+        """The first job of the gateway's queue in base order (priority, then first come)."""
 
     async def count_queued(self) -> int: ...
 
+    async def live_counts(self) -> dict[State, int]:
+        """Jobs in each live state (queued, submitted, running)."""
+
     async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
-        """1-based places of waiting jobs (queued in the gateway or waiting in ComfyUI), in order
-        of submission; jobs that are not waiting are left out."""
+        """1-based places of waiting jobs: those in ComfyUI's queue first (in order of
+        submission), then the gateway's queue in base order; jobs that are not waiting are left out."""
 
     async def counts(self, since: float) -> JobCounts:
         """Jobs waiting and running now, and done and failed since `since`."""
@@ -213,7 +247,8 @@ class Store(Protocol):
     async def revoke_key(self, id_or_name: str, at: float) -> int:
         """Revoke keys by id or name; returns how many were revoked."""
 
-    async def active_key_hashes(self) -> list[str]: ...
+    async def active_keys(self) -> dict[str, int | None]:
+        """Digests of the keys not revoked, each with its maximum priority (None: the default)."""
 
     # --- idempotency ------------------------------------------------------------------------
 

@@ -20,11 +20,13 @@ import aiosqlite
 
 from gateway.errors import QueueFull
 from gateway.jobs import IN_COMFY, Fail, Job, State, StoredImage, Submit, transition
+from gateway.scheduling import Candidate
 from gateway.storage import (
     DELIVERY_COLUMNS,
     FORGET_REPLICAS_AFTER,
     JOB_COLUMN_COUNT,
     JOB_COLUMNS,
+    QUEUE_ORDER,
     ApiKeyRow,
     Attempt,
     Delivery,
@@ -34,6 +36,8 @@ from gateway.storage import (
     Listener,
     SavedRow,
     WebhookRender,
+    candidate_from_row,
+    counts_changed,
     job_from_row,
     job_values,
 )
@@ -134,6 +138,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     """
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN overtaken INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN passed_at REAL;
+    CREATE INDEX jobs_queue ON jobs (priority DESC, seq) WHERE state = 'queued';
+    ALTER TABLE api_keys ADD COLUMN max_priority INTEGER;
+    """,
+    """
     ALTER TABLE jobs ADD COLUMN owner TEXT;
     CREATE TABLE replicas (
         id TEXT PRIMARY KEY,
@@ -141,6 +152,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
+
 
 class SqliteStore:
     """The `Store` on SQLite. One connection; aiosqlite runs its statements in order on its own thread.
@@ -321,35 +333,62 @@ class SqliteStore:
         return job_from_row(row) if row else None
 
     async def next_queued(self) -> Job | None:
-        """The oldest job waiting in the gateway's queue."""
+        """The first job of the gateway's queue in base order (priority, then first come)."""
         async with self._db.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' ORDER BY seq LIMIT 1"
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' {QUEUE_ORDER} LIMIT 1"
         ) as cur:
             row = await cur.fetchone()
         return job_from_row(row) if row else None
 
-    async def claim_next(self, at: float, owner: str) -> Job | None:
-        """Take the oldest queued job: marked submitted and owned by `owner` in one transaction.
-        Within one process the write lock makes this atomic; the state check keeps it so even
-        for another process on the same file."""
-        while True:
-            async with self._transaction() as db:
-                async with db.execute(
-                    f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' ORDER BY seq LIMIT 1"
-                ) as cur:
-                    row = await cur.fetchone()
-                if row is None:
-                    return None
-                job = transition(job_from_row(row), Submit(at))
-                cur = await db.execute(
-                    "UPDATE jobs SET state=?, submitted_at=?, attempts=?, owner=? WHERE id=? AND state='queued'",
-                    (job.state.value, job.submitted_at, job.attempts, owner, job.id),
-                )
-                if cur.rowcount != 1:
-                    continue
-                await self._enqueue(db, job, State.QUEUED)
-            self._changed([(job, State.QUEUED)])
-            return job
+    async def queue_window(self, limit: int) -> list[Candidate]:
+        """The first `limit` waiting jobs in base order, as much as the scheduler needs of them."""
+        async with self._db.execute(
+            "SELECT id, priority, json_extract(params, '$.checkpoint'), overtaken, passed_at FROM jobs "
+            f"WHERE state='queued' {QUEUE_ORDER} LIMIT ?", (limit,)
+        ) as cur:
+            rows = await cur.fetchall()
+        return [candidate_from_row(r) for r in rows]
+
+    async def mark_passed(self, job_ids: Sequence[str], at: float) -> None:
+        """Record that waiting jobs were overtaken once more (first at `at`), so the fairness
+        bound holds across restarts."""
+        async with self._transaction() as db:
+            await self._mark_passed(db, job_ids, at)
+
+    @staticmethod
+    async def _mark_passed(db: aiosqlite.Connection, job_ids: Sequence[str], at: float) -> None:
+        if not job_ids:
+            return
+        marks = ", ".join("?" * len(job_ids))
+        await db.execute(
+            "UPDATE jobs SET overtaken = overtaken + 1, passed_at = coalesce(passed_at, ?) "
+            f"WHERE id IN ({marks}) AND state='queued'", (at, *job_ids))
+
+    async def claim(self, job_id: str, at: float, owner: str, *, passed: Sequence[Candidate] = ()) -> Job | None:
+        """Take the queued job `job_id`: marked submitted and owned by `owner`, and the jobs it
+        overtook counted, in one transaction (None: taken, or `passed` is stale; see `Store`).
+        Within one process the write lock makes this atomic; the state check keeps it so even for
+        another process on the same file."""
+        async with self._transaction() as db:
+            async with db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id=? AND state='queued'", (job_id,)) as cur:
+                row = await cur.fetchone()
+            marks = ", ".join("?" * len(passed))
+            async with db.execute(f"SELECT id, overtaken FROM jobs WHERE id IN ({marks}) AND state='queued'",
+                                  tuple(c.id for c in passed)) as cur:
+                counts = await cur.fetchall()
+            if row is None or counts_changed(passed, counts):
+                return None
+            job = transition(job_from_row(row), Submit(at))
+            cur = await db.execute(
+                "UPDATE jobs SET state=?, submitted_at=?, attempts=?, owner=? WHERE id=? AND state='queued'",
+                (job.state.value, job.submitted_at, job.attempts, owner, job.id),
+            )
+            if cur.rowcount != 1:
+                return None
+            await self._mark_passed(db, [c.id for c in passed], at)
+            await self._enqueue(db, job, State.QUEUED)
+        self._changed([(job, State.QUEUED)])
+        return job
 
     async def heartbeat(self, owner: str, now: float, lease: float) -> list[Job]:
         """Record that `owner` is alive until `now + lease`; hand it the jobs in ComfyUI whose
@@ -381,28 +420,42 @@ class SqliteStore:
             rows = await cur.fetchall()
         return [job_from_row(r) for r in rows]
 
+    async def live_counts(self) -> dict[State, int]:
+        """Jobs in each live state (queued, submitted, running); the `jobs_live` index answers it."""
+        async with self._db.execute(
+            "SELECT state, count(*) FROM jobs WHERE state IN ('queued', 'submitted', 'running') GROUP BY state"
+        ) as cur:
+            rows = await cur.fetchall()
+        return {State(r[0]): int(r[1]) for r in rows}
+
     async def count_queued(self) -> int:
         async with self._db.execute("SELECT count(*) FROM jobs WHERE state='queued'") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
     async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
-        """1-based places of waiting jobs (queued in the gateway or waiting in ComfyUI), in order
-        of submission; jobs that are not waiting are left out."""
+        """1-based places of waiting jobs: those in ComfyUI's queue first (in order of
+        submission), then the gateway's queue in base order; jobs that are not waiting are left out."""
         if not job_ids:
             return {}
         marks = ", ".join("?" * len(job_ids))
         async with self._db.execute(
-            f"SELECT id, seq FROM jobs WHERE id IN ({marks}) AND state IN ('queued', 'submitted')", tuple(job_ids)
+            f"SELECT id, seq, state, priority FROM jobs WHERE id IN ({marks}) AND state IN ('queued', 'submitted')",
+            tuple(job_ids),
         ) as cur:
-            wanted = {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+            wanted = await cur.fetchall()
         positions = {}
-        for job_id, seq in wanted.items():
-            async with self._db.execute(
-                "SELECT count(*) FROM jobs WHERE state IN ('queued', 'submitted') AND seq <= ?", (seq,)
-            ) as cur:
+        for job_id, seq, state, priority in wanted:
+            args: tuple[Any, ...]
+            if state == State.SUBMITTED.value:
+                sql, args = "SELECT count(*) FROM jobs WHERE state='submitted' AND seq <= ?", (seq,)
+            else:
+                sql = ("SELECT (SELECT count(*) FROM jobs WHERE state='submitted') + (SELECT count(*) FROM jobs "
+                       "WHERE state='queued' AND (priority > ? OR (priority = ? AND seq <= ?)))")
+                args = (priority, priority, seq)
+            async with self._db.execute(sql, args) as cur:
                 row = await cur.fetchone()
-            positions[job_id] = int(row[0]) if row else 1
+            positions[str(job_id)] = int(row[0]) if row else 1
         return positions
 
     async def counts(self, since: float) -> JobCounts:
@@ -461,13 +514,13 @@ class SqliteStore:
     async def add_key(self, row: ApiKeyRow) -> None:
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO api_keys (id, name, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
-                (row.id, row.name, row.hash, row.created_at, row.revoked_at),
+                "INSERT INTO api_keys (id, name, hash, created_at, revoked_at, max_priority) VALUES (?, ?, ?, ?, ?, ?)",
+                (row.id, row.name, row.hash, row.created_at, row.revoked_at, row.max_priority),
             )
 
     async def list_keys(self) -> list[ApiKeyRow]:
         async with self._db.execute(
-            "SELECT id, name, hash, created_at, revoked_at FROM api_keys ORDER BY created_at"
+            "SELECT id, name, hash, created_at, revoked_at, max_priority FROM api_keys ORDER BY created_at"
         ) as cur:
             rows = await cur.fetchall()
         return [ApiKeyRow(*r) for r in rows]
@@ -481,10 +534,11 @@ class SqliteStore:
             )
         return cur.rowcount
 
-    async def active_key_hashes(self) -> list[str]:
-        async with self._db.execute("SELECT hash FROM api_keys WHERE revoked_at IS NULL") as cur:
+    async def active_keys(self) -> dict[str, int | None]:
+        """Digests of the keys not revoked, each with its maximum priority (None: the default)."""
+        async with self._db.execute("SELECT hash, max_priority FROM api_keys WHERE revoked_at IS NULL") as cur:
             rows = await cur.fetchall()
-        return [str(r[0]) for r in rows]
+        return {str(r[0]): r[1] for r in rows}
 
     # --- idempotency ------------------------------------------------------------------------
 

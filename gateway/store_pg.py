@@ -1,9 +1,10 @@
 """The `Store` on PostgreSQL (asyncpg), for several gateway replicas sharing one database.
 
 What sharing needs, and how it is done here:
-- Each queued job is dispatched once: `claim_next` takes the queue's head with
-  `SELECT ... FOR UPDATE SKIP LOCKED` and marks it submitted (and owned) in the same transaction;
-  concurrent claimers skip the locked row and take the next one instead of waiting for it.
+- Each queued job is dispatched once: `claim` locks the chosen job (and the jobs it overtook)
+  with `SELECT ... ORDER BY id FOR UPDATE`, checks it is still queued and marks it submitted (and
+  owned) in the same transaction. A second claimer of the same job waits for the first to commit,
+  then finds it taken and chooses again; locking in one order means claims never deadlock.
 - Webhook deliveries are claimed the same way; idempotency keys rely on the primary key and
   `INSERT ... ON CONFLICT`, so two replicas given the same key store one set of jobs.
 - Every committed job change is announced with `NOTIFY` (job id, new and former state); each
@@ -34,11 +35,13 @@ if TYPE_CHECKING:
 
 from gateway.errors import QueueFull
 from gateway.jobs import IN_COMFY, Fail, Job, State, StoredImage, Submit, transition
+from gateway.scheduling import Candidate
 from gateway.storage import (
     DELIVERY_COLUMNS,
     FORGET_REPLICAS_AFTER,
     JOB_COLUMN_COUNT,
     JOB_COLUMNS,
+    QUEUE_ORDER,
     ApiKeyRow,
     Attempt,
     Delivery,
@@ -48,6 +51,8 @@ from gateway.storage import (
     Listener,
     SavedRow,
     WebhookRender,
+    candidate_from_row,
+    counts_changed,
     job_from_row,
     job_values,
 )
@@ -144,6 +149,13 @@ PG_MIGRATIONS: tuple[str, ...] = (
         id TEXT PRIMARY KEY,
         alive_until DOUBLE PRECISION NOT NULL
     );
+    """,
+    """
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN overtaken INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN passed_at DOUBLE PRECISION;
+    CREATE INDEX jobs_queue ON jobs (priority DESC, seq) WHERE state = 'queued';
+    ALTER TABLE api_keys ADD COLUMN max_priority INTEGER;
     """,
 )
 
@@ -373,17 +385,48 @@ class PostgresStore:
         self._changed([(job, before)])
         return True
 
-    async def claim_next(self, at: float, owner: str) -> Job | None:
-        """Take the oldest queued job that no other transaction is taking: marked submitted and
-        owned by `owner` in one transaction."""
+    async def queue_window(self, limit: int) -> list[Candidate]:
+        """The first `limit` waiting jobs in base order, as much as the scheduler needs of them."""
+        async with self._pool.acquire() as db:
+            rows = await db.fetch(
+                "SELECT id, priority, CASE WHEN jsonb_typeof(params::jsonb -> 'checkpoint') = 'string' "
+                "THEN params::jsonb ->> 'checkpoint' END, overtaken, passed_at "
+                f"FROM jobs WHERE state='queued' {QUEUE_ORDER} LIMIT $1", limit)
+        return [candidate_from_row(r) for r in rows]
+
+    async def mark_passed(self, job_ids: Sequence[str], at: float) -> None:
+        """Record that waiting jobs were overtaken once more (first at `at`), so the fairness
+        bound holds across restarts."""
         async with self._transaction() as db:
-            row = await db.fetchrow(
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED")
-            if row is None:
+            await db.execute("SELECT 1 FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", list(job_ids))
+            await self._mark_passed(db, job_ids, at)
+
+    @staticmethod
+    async def _mark_passed(db: Connection, job_ids: Sequence[str], at: float) -> None:
+        if job_ids:
+            await db.execute(
+                "UPDATE jobs SET overtaken = overtaken + 1, passed_at = coalesce(passed_at, $1) "
+                "WHERE id = ANY($2::text[]) AND state='queued'", at, list(job_ids))
+
+    async def claim(self, job_id: str, at: float, owner: str, *, passed: Sequence[Candidate] = ()) -> Job | None:
+        """Take the queued job `job_id`: marked submitted and owned by `owner`, and the jobs it
+        overtook counted, in one transaction (None: taken, or `passed` is stale; see `Store`).
+        The rows are locked first, in id order (so two claims never wait on each other in a
+        circle); states and counts are read after the lock, so of two replicas claiming one job,
+        or passing one job, the second finds it taken or counted and chooses again."""
+        passed_ids = [c.id for c in passed]
+        async with self._transaction() as db:
+            await db.execute("SELECT 1 FROM jobs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                             [job_id, *passed_ids])
+            row = await db.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id=$1 AND state='queued'", job_id)
+            counts = await db.fetch("SELECT id, overtaken FROM jobs WHERE id = ANY($1::text[]) AND state='queued'",
+                                    passed_ids)
+            if row is None or counts_changed(passed, counts):
                 return None
             job = transition(job_from_row(row), Submit(at))
             await db.execute("UPDATE jobs SET state=$1, submitted_at=$2, attempts=$3, owner=$4 WHERE id=$5",
                              job.state.value, job.submitted_at, job.attempts, owner, job.id)
+            await self._mark_passed(db, passed_ids, at)
             await self._enqueue(db, job, State.QUEUED)
             await self._notify(db, [(job, State.QUEUED)])
         self._changed([(job, State.QUEUED)])
@@ -455,24 +498,35 @@ class PostgresStore:
         return job_from_row(row) if row else None
 
     async def next_queued(self) -> Job | None:
-        """The oldest job waiting in the gateway's queue."""
+        """The first job of the gateway's queue in base order (priority, then first come)."""
         async with self._pool.acquire() as db:
-            row = await db.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' ORDER BY seq LIMIT 1")
+            row = await db.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' {QUEUE_ORDER} LIMIT 1")
         return job_from_row(row) if row else None
 
     async def count_queued(self) -> int:
         async with self._pool.acquire() as db:
             return int(await db.fetchval("SELECT count(*) FROM jobs WHERE state='queued'") or 0)
 
+    async def live_counts(self) -> dict[State, int]:
+        """Jobs in each live state (queued, submitted, running); the `jobs_live` index answers it."""
+        async with self._pool.acquire() as db:
+            rows = await db.fetch(
+                "SELECT state, count(*) FROM jobs WHERE state IN ('queued', 'submitted', 'running') GROUP BY state")
+        return {State(r[0]): int(r[1]) for r in rows}
+
     async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
-        """1-based places of waiting jobs (queued in the gateway or waiting in ComfyUI), in order
-        of submission; jobs that are not waiting are left out."""
+        """1-based places of waiting jobs: those in ComfyUI's queue first (in order of
+        submission), then the gateway's queue in base order; jobs that are not waiting are left out."""
         if not job_ids:
             return {}
         async with self._pool.acquire() as db:
             rows = await db.fetch(
-                "SELECT j.id, (SELECT count(*) FROM jobs w WHERE w.state IN ('queued', 'submitted') "
-                "AND w.seq <= j.seq) FROM jobs j WHERE j.id = ANY($1::text[]) AND j.state IN ('queued', 'submitted')",
+                "SELECT j.id, CASE WHEN j.state = 'submitted' "
+                "THEN (SELECT count(*) FROM jobs w WHERE w.state = 'submitted' AND w.seq <= j.seq) "
+                "ELSE (SELECT count(*) FROM jobs w WHERE w.state = 'submitted') "
+                "+ (SELECT count(*) FROM jobs w WHERE w.state = 'queued' "
+                "AND (w.priority > j.priority OR (w.priority = j.priority AND w.seq <= j.seq))) "
+                "END FROM jobs j WHERE j.id = ANY($1::text[]) AND j.state IN ('queued', 'submitted')",
                 list(job_ids),
             )
         return {str(r[0]): int(r[1]) for r in rows}
@@ -535,13 +589,15 @@ class PostgresStore:
     async def add_key(self, row: ApiKeyRow) -> None:
         async with self._transaction() as db:
             await db.execute(
-                "INSERT INTO api_keys (id, name, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5)",
-                row.id, row.name, row.hash, row.created_at, row.revoked_at,
+                "INSERT INTO api_keys (id, name, hash, created_at, revoked_at, max_priority) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                row.id, row.name, row.hash, row.created_at, row.revoked_at, row.max_priority,
             )
 
     async def list_keys(self) -> list[ApiKeyRow]:
         async with self._pool.acquire() as db:
-            rows = await db.fetch("SELECT id, name, hash, created_at, revoked_at FROM api_keys ORDER BY created_at")
+            rows = await db.fetch(
+                "SELECT id, name, hash, created_at, revoked_at, max_priority FROM api_keys ORDER BY created_at")
         return [ApiKeyRow(*r) for r in rows]
 
     async def revoke_key(self, id_or_name: str, at: float) -> int:
@@ -551,10 +607,12 @@ class PostgresStore:
                 "UPDATE api_keys SET revoked_at=$1 WHERE (id=$2 OR name=$2) AND revoked_at IS NULL", at, id_or_name)
         return _count(status)
 
-    async def active_key_hashes(self) -> list[str]:
+    async def active_keys(self) -> dict[str, int | None]:
+        """Digests of the keys not revoked, each with its maximum priority (None: the default)."""
         async with self._pool.acquire() as db:
-            rows = await db.fetch("SELECT hash FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at")
-        return [str(r[0]) for r in rows]
+            rows = await db.fetch(
+                "SELECT hash, max_priority FROM api_keys WHERE revoked_at IS NULL ORDER BY created_at")
+        return {str(r[0]): r[1] for r in rows}
 
     # --- idempotency ------------------------------------------------------------------------
 

@@ -234,9 +234,9 @@ class FakeComfyUI:
     while ``files`` (output and input store; temp is wiped) and the records below survive.
 
     Switches: ``reject_next()``, ``fail_next()``, ``stall``/``release()``, ``job_delay``,
-    ``step_delay``, ``drop_sockets()``, ``silent``, ``fail_view``.
+    ``step_delay``, ``swap_delay``, ``drop_sockets()``, ``silent``, ``fail_view``.
     Records: ``submissions``, ``prompt_counts``, ``executed_ids``, ``execution_starts``,
-    ``interrupts``, ``deleted``.
+    ``interrupts``, ``deleted``, ``loaded_checkpoint``, ``model_loads``.
     """
 
     def __init__(
@@ -247,6 +247,7 @@ class FakeComfyUI:
         preview_method: str = "none",
         step_delay: float = 0.0,
         job_delay: float = 0.0,
+        swap_delay: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -261,6 +262,10 @@ class FakeComfyUI:
         self.step_delay = step_delay
         #: Extra seconds a prompt spends in the first node it really executes (not when fully cached).
         self.job_delay = job_delay
+        #: Seconds a loader node (one with a ``ckpt_name`` input) takes to load a checkpoint other
+        #: than the one loaded last, as a real one reads the file; loading the same one again is
+        #: free because the loader's output is cached.
+        self.swap_delay = swap_delay
         #: While True every socket stays open but receives nothing, like a hung connection.
         self.silent = False
         #: While True ``GET /view`` answers 404 for every file.
@@ -299,6 +304,10 @@ class FakeComfyUI:
         self._pending: list[_Prompt] = []
         self._running: _Prompt | None = None
         self._current_node: str | None = None
+        #: The checkpoint a loader node loaded last (None after a start).
+        self.loaded_checkpoint: str | None = None
+        #: Checkpoint loads since the last start (the first one included).
+        self.model_loads = 0
         self._history: dict[str, Json] = {}
         self._cache: dict[str, Json | None] = {}
         self.files = {key: data for key, data in self.files.items() if key[0] != "temp"}
@@ -809,6 +818,11 @@ class FakeComfyUI:
                 self._wake.clear()
                 await self._wake.wait()
         await self._pause(0 if run.executed else self.job_delay)
+        checkpoint = prompt.graph[node_id]["inputs"].get("ckpt_name")
+        if isinstance(checkpoint, str) and checkpoint != self.loaded_checkpoint:
+            await self._pause(self.swap_delay)
+            self.loaded_checkpoint = checkpoint
+            self.model_loads += 1
         done: tuple[float, float] = (1.0, 1.0)
         if isinstance(steps := prompt.graph[node_id]["inputs"].get("steps"), int):  # a sampler
             await self._sample(run, node_id, steps)

@@ -81,6 +81,17 @@ async def test_a_delivery_is_given_up_after_max_attempts(store: Store, receiver:
     assert receiver.hits["/hook"] == 3
 
 
+async def test_each_attempt_reports_its_outcome(store: Store, receiver: Receiver) -> None:
+    receiver.answers = [500, 500, 500, 503]
+    await finish_job(store, "j1", receiver.url + "/hook")
+    outcomes: list[str] = []
+    await deliver(store, max_attempts=3, on_attempt=outcomes.append)
+    assert outcomes == ["retrying", "retrying", "gave_up"]
+    await finish_job(store, "j2", receiver.url + "/hook")
+    await deliver(store, max_attempts=3, on_attempt=outcomes.append)
+    assert outcomes[3:] == ["retrying", "delivered"]
+
+
 async def test_redirects_are_not_followed(store: Store, receiver: Receiver) -> None:
     await finish_job(store, "j1", receiver.url + "/redirect")
     await deliver(store, max_attempts=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,9 +18,9 @@ from gateway.jobs import Job, State, Submit, transition
 from gateway.models import GenerateRequest
 from gateway.outputs import OutputStore
 from gateway.presets import load_presets
+from gateway.scheduling import Fairness
 from gateway.storage import Store
-from gateway.store import SqliteStore
-from tests.conftest import Comfy
+from tests.conftest import Comfy, Stores
 from tests.helpers import ROOT
 
 PRESETS = load_presets(ROOT / "presets.yaml")
@@ -32,10 +33,9 @@ def jobs_for(count: int, seed: int = 1) -> list[Job]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore.open(tmp_path / "gateway.db")
-    yield s
-    await s.close()
+async def store(stores: Stores) -> Store:
+    """The dispatcher on each backend (SQLite, PostgreSQL)."""
+    return await stores.open()
 
 
 @pytest.fixture
@@ -83,3 +83,70 @@ async def test_a_job_whose_preset_was_removed_fails(store: Store, dispatcher: Di
     failed = await store.get("orphan")
     assert failed is not None and failed.state is State.FAILED
     assert failed.error == "preset 'gone' no longer exists"
+
+
+async def two_checkpoints(comfy: Comfy) -> tuple[str, str]:
+    if comfy.fake is not None:
+        return "tiny.safetensors", "other.safetensors"
+    async with aiohttp.ClientSession() as session, session.get(f"{comfy.url}/models/checkpoints") as resp:
+        names = sorted(await resp.json())
+    if len(names) < 2:
+        pytest.skip("the ComfyUI under test has fewer than two checkpoints")
+    return names[0], names[1]
+
+
+def sd15_jobs(checkpoints: list[str], *, priorities: list[int] | None = None) -> list[Job]:
+    jobs = []
+    for i, checkpoint in enumerate(checkpoints):
+        body = GenerateRequest(checkpoint=checkpoint, width=64, height=64, steps=2, seed=i)
+        params = plan_jobs(PRESETS["sd15"], body, 0)[0]
+        jobs.append(Job(id=f"sd-{i}-{time.monotonic_ns()}", preset="sd15", label="Preset: SD", params=params,
+                        created_at=time.time(), priority=priorities[i] if priorities else 0))
+    return jobs
+
+
+def run_order(stored: list[Job | None]) -> list[Job]:
+    done = [j for j in stored if j is not None and j.state is State.DONE and j.started_at is not None]
+    assert len(done) == len(stored)
+    return sorted(done, key=lambda j: j.started_at or 0.0)
+
+
+async def test_affinity_batches_jobs_by_checkpoint_within_the_bound(
+    store: Store, comfy: Comfy, tmp_path: Path
+) -> None:
+    a, b = await two_checkpoints(comfy)
+    jobs = sd15_jobs([a, b] * 4)
+    await store.add_jobs(jobs)
+    async with aiohttp.ClientSession() as session:
+        client = ComfyClient(base_url=comfy.url, session=session, client_id=f"test-{time.monotonic_ns()}")
+        dispatcher = Dispatcher(store=store, client=client, outputs=OutputStore(tmp_path / "uploads"),
+                                presets=lambda: PRESETS, max_in_flight=2,
+                                fairness=Fairness(max_skips=2, max_wait=3600.0))
+        await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=120)
+    order = run_order([await store.get(j.id) for j in jobs])
+    arrival = [j.id for j in jobs]
+    overtaken = [sum(1 for later in order[:i] if arrival.index(later.id) > arrival.index(job.id))
+                 for i, job in enumerate(order)]
+    assert max(overtaken) == 2  # the bound, reached
+    checkpoints = [j.params["checkpoint"] for j in order]
+    changes = sum(x != y for x, y in itertools.pairwise(checkpoints))
+    assert checkpoints == [a] * 3 + [b] * 4 + [a]  # first come would change 7 times
+    assert dispatcher.backend.model_swaps == changes
+    if comfy.fake:
+        assert comfy.fake.model_loads == changes + 1
+
+
+async def test_higher_priority_runs_first_whatever_the_checkpoint(
+    store: Store, comfy: Comfy, tmp_path: Path
+) -> None:
+    a, b = await two_checkpoints(comfy)
+    jobs = sd15_jobs([a, a, b, a], priorities=[0, -2, 5, 0])
+    await store.add_jobs(jobs)
+    async with aiohttp.ClientSession() as session:
+        client = ComfyClient(base_url=comfy.url, session=session, client_id=f"test-{time.monotonic_ns()}")
+        dispatcher = Dispatcher(store=store, client=client, outputs=OutputStore(tmp_path / "uploads"),
+                                presets=lambda: PRESETS, max_in_flight=1,
+                                fairness=Fairness(max_skips=3, max_wait=3600.0))
+        await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=120)
+    order = run_order([await store.get(j.id) for j in jobs])
+    assert [jobs.index(next(j for j in jobs if j.id == done.id)) for done in order] == [2, 0, 3, 1]

@@ -654,6 +654,24 @@ async def test_job_delay_and_step_delay(server: FakeComfyUI, client: Client) -> 
     assert prompt_id in server.execution_starts
 
 
+async def test_swap_delay_costs_a_checkpoint_change_only(server: FakeComfyUI, client: Client) -> None:
+    socket = await client.connect()
+    server.swap_delay = 0.1
+    first, second = SD15_CHECKPOINTS
+    loads = []
+    for seed, checkpoint in enumerate([first, first, second, second, first]):
+        graph = sd15_graph(seed, steps=1)
+        graph["4"]["inputs"]["ckpt_name"] = checkpoint
+        started = asyncio.get_running_loop().time()
+        await socket.run(await client.submit(graph))
+        took = asyncio.get_running_loop().time() - started
+        loads.append(server.model_loads)
+        assert server.loaded_checkpoint == checkpoint
+        if loads[-1] > (loads[-2] if len(loads) > 1 else 0):
+            assert took >= 0.1
+    assert loads == [1, 1, 2, 2, 3]
+
+
 async def test_stall_holds_the_first_node_until_release(server: FakeComfyUI, client: Client) -> None:
     socket = await client.connect()
     server.stall = True

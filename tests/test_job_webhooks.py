@@ -43,12 +43,15 @@ async def test_done_jobs_are_delivered_signed_and_retried(settings: Settings, re
         record = await gw.wait(job_id)
         assert (record["status"], record["client_reference"], record["metadata"]) == ("done", "trace-42", meta)
         body = await deliveries(gw, job_id, until="delivered")
+        metrics = await (await gw.client.get("/metrics")).text()
     [delivery] = body["deliveries"]
     assert (delivery["event"], delivery["url"], delivery["next_attempt_at"]) == (
         "job.done", receiver.url + "/hook", None)
     assert [(a["attempt"], a["status_code"], a["error"]) for a in delivery["attempts"]] == [
         (1, 500, "answered HTTP 500"), (2, 200, None)]
     assert all(a["duration_ms"] >= 0 for a in delivery["attempts"])
+    assert 'gateway_webhook_deliveries_total{outcome="retrying"} 1.0' in metrics
+    assert 'gateway_webhook_deliveries_total{outcome="delivered"} 1.0' in metrics
     first, second = receiver.received  # both verified against the secret by the receiver
     assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"] == delivery["id"]
     payload = second["payload"]

@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,9 +52,10 @@ async def replicas(count: int, *, pg_url: str, fake: FakeComfyUI, tmp_path: Path
         yield started
 
 
-async def generate(session: aiohttp.ClientSession, replica: Replica, count: int, seed: int) -> list[str]:
-    async with session.post(f"{replica.base}/api/v1/generate/example_01", headers=HEADERS,
-                            json={"count": count, "seed": seed, "width": 64, "height": 64}) as resp:
+async def generate(session: aiohttp.ClientSession, replica: Replica, count: int, seed: int,
+                   preset: str = "example_01", **more: str | int) -> list[str]:
+    async with session.post(f"{replica.base}/api/v1/generate/{preset}", headers=HEADERS,
+                            json={"count": count, "seed": seed, "width": 64, "height": 64, **more}) as resp:
         assert resp.status == 202, await resp.text()
         return [job["job_id"] for job in (await resp.json())["jobs"]]
 
@@ -75,12 +76,26 @@ async def wait_all_finished(pg_url: str, total: int) -> dict[str, int]:
         await asyncio.sleep(0.2)
 
 
+MAX_SKIPS = 3
+
+
+def plain(n: int) -> dict[str, str | int]:
+    return {}
+
+
+def mixed(n: int) -> dict[str, str | int]:
+    """Four priorities; within each, requests alternate between the two checkpoints."""
+    return {"preset": "sd15", "priority": n % 4, "checkpoint": ("tiny.safetensors", "other.safetensors")[n // 4 % 2]}
+
+
 @pytest.mark.timeout(600)
-async def test_two_replicas_dispatch_500_jobs_each_exactly_once(pg_url: str, fake: FakeComfyUI,
-                                                               tmp_path: Path) -> None:
+@pytest.mark.parametrize("request_fields", [plain, mixed])
+async def test_two_replicas_dispatch_500_jobs_each_exactly_once(
+        pg_url: str, fake: FakeComfyUI, tmp_path: Path, request_fields: Callable[[int], dict[str, str | int]]) -> None:
     async with aiohttp.ClientSession() as session, replicas(
-            2, pg_url=pg_url, fake=fake, tmp_path=tmp_path, session=session, GATEWAY_MAX_IN_FLIGHT="4") as gws:
-        requests = [generate(session, gws[n % 2], 10, seed=1 + n * 10) for n in range(50)]
+            2, pg_url=pg_url, fake=fake, tmp_path=tmp_path, session=session, GATEWAY_MAX_IN_FLIGHT="4",
+            GATEWAY_MAX_PRIORITY="3", GATEWAY_AFFINITY_MAX_SKIPS=str(MAX_SKIPS)) as gws:
+        requests = [generate(session, gws[n % 2], 10, seed=1 + n * 10, **request_fields(n)) for n in range(50)]
         ids = [job_id for batch in await asyncio.gather(*requests) for job_id in batch]
         assert len(set(ids)) == 500
         finished = await asyncio.wait_for(wait_all_finished(pg_url, 500), timeout=540)
@@ -93,9 +108,13 @@ async def test_two_replicas_dispatch_500_jobs_each_exactly_once(pg_url: str, fak
     conn = await asyncpg.connect(pg_url)
     try:
         owners = {r[0]: r[1] for r in await conn.fetch("SELECT owner, count(*) FROM jobs GROUP BY owner")}
+        overtaken = [r[0] for r in await conn.fetch("SELECT overtaken FROM jobs")]
     finally:
         await conn.close()
     assert len(owners) == 2 and all(count > 0 for count in owners.values()), owners  # both replicas worked
+    assert max(overtaken) <= MAX_SKIPS  # the fairness bound holds across replicas
+    if request_fields is mixed:
+        assert sum(overtaken) > 0  # checkpoint affinity did reorder
 
 
 @pytest.mark.timeout(300)

@@ -29,7 +29,9 @@ def test_reads_every_variable() -> None:
            "GATEWAY_WEBHOOK_URL": "https://hooks.example.com/x", "GATEWAY_WEBHOOK_SECRET": SECRET,
            "GATEWAY_WEBHOOK_ON_START": "yes", "GATEWAY_WEBHOOK_MAX_ATTEMPTS": "3", "GATEWAY_WEBHOOK_TIMEOUT": "2.5",
            "GATEWAY_WEBHOOK_BACKOFF": "0.5", "GATEWAY_WEBHOOK_ALLOW_PRIVATE": "true", "GATEWAY_RETENTION_DAYS": "30",
-           "GATEWAY_DATABASE_URL": "postgresql://gw:pw@db:5432/gateway", "GATEWAY_REPLICA_LEASE": "12"}
+           "GATEWAY_DATABASE_URL": "postgresql://gw:pw@db:5432/gateway", "GATEWAY_REPLICA_LEASE": "12",
+           "GATEWAY_LOG_FORMAT": "JSON", "GATEWAY_AFFINITY_MAX_SKIPS": "0", "GATEWAY_AFFINITY_MAX_WAIT": "2.5",
+           "GATEWAY_MAX_PRIORITY": "4"}
     assert set(env) == {s.env for s in SETTINGS}
     s = Settings.from_env(env)
     assert s == Settings(comfyui_url="http://gpu:8188", data_dir=Path("/srv/d"), presets_path=Path("/p.yaml"),
@@ -41,7 +43,8 @@ def test_reads_every_variable() -> None:
                          webhook_url="https://hooks.example.com/x", webhook_secret=SECRET, webhook_on_start=True,
                          webhook_max_attempts=3, webhook_timeout=2.5, webhook_backoff=0.5,
                          webhook_allow_private=True, retention_days=30,
-                         database_url="postgresql://gw:pw@db:5432/gateway", replica_lease=12.0)
+                         database_url="postgresql://gw:pw@db:5432/gateway", replica_lease=12.0, log_format="json",
+                         affinity_max_skips=0, affinity_max_wait=2.5, max_priority=4)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +59,11 @@ def test_reads_every_variable() -> None:
         ({"GATEWAY_PREVIEW_METHOD": "fancy"}, "none, auto, latent2rgb, taesd"),
         ({"GATEWAY_COMFYUI_MANAGED": "maybe"}, "must be 1 or 0"),
         ({"GATEWAY_COMFYUI_ARGS": "--cpu 'unclosed"}, "GATEWAY_COMFYUI_ARGS=.* is not valid"),
+        ({"GATEWAY_LOG_FORMAT": "xml"}, "text or json"),
+        ({"GATEWAY_AFFINITY_MAX_SKIPS": "-1"}, "0 or more"),
+        ({"GATEWAY_AFFINITY_MAX_WAIT": "0"}, "greater than 0"),
+        ({"GATEWAY_MAX_PRIORITY": "11"}, "between 0 and 10"),
+        ({"GATEWAY_MAX_PRIORITY": "-1"}, "between 0 and 10"),
         ({"GATEWAY_COMFYUI_MANAGED": "1", "GATEWAY_COMFYUI_URL": "http://gpu:8188"},
          "contradicts GATEWAY_COMFYUI_MANAGED=1: the managed ComfyUI answers at http://127.0.0.1:8188"),
         ({"GATEWAY_WEBHOOK_ON_START": "maybe"}, "must be 1 or 0"),

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -82,10 +83,10 @@ async def test_refuses_a_newer_schema(tmp_path: Path) -> None:
 async def test_keys(store: Store) -> None:
     await store.add_key(ApiKeyRow("k1", "ci", "h1", 1.0, None))
     await store.add_key(ApiKeyRow("k2", "bot", "h2", 2.0, None))
-    assert await store.active_key_hashes() == ["h1", "h2"]
+    assert list(await store.active_keys()) == ["h1", "h2"]
     assert await store.revoke_key("bot", 3.0) == 1
     assert await store.revoke_key("bot", 4.0) == 0
-    assert await store.active_key_hashes() == ["h1"]
+    assert list(await store.active_keys()) == ["h1"]
     assert [(k.name, k.revoked_at) for k in await store.list_keys()] == [("ci", None), ("bot", 3.0)]
 
 
@@ -327,12 +328,13 @@ async def test_claims_take_the_queue_in_order_and_mark_the_owner(store: Store) -
     heard: list[tuple[str, State, State | None]] = []
     store.listen(lambda changes: heard.extend((j.id, j.state, before) for j, before in changes))
     await store.add_jobs([new_job("a"), new_job("b")])
-    first = await store.claim_next(5.0, "gw-1")
+    first = await store.claim("a", 5.0, "gw-1")
     assert first == transition(new_job("a"), Submit(5.0))
     assert await store.get("a") == first
-    second = await store.claim_next(6.0, "gw-2")
+    assert await store.claim("a", 6.0, "gw-2") is None  # taken already
+    second = await store.claim("b", 6.0, "gw-2")
     assert second is not None and second.id == "b"
-    assert await store.claim_next(7.0, "gw-1") is None
+    assert await store.claim("missing", 7.0, "gw-1") is None
     assert [j.id for j in await store.in_comfy(owner="gw-1")] == ["a"]
     assert [j.id for j in await store.in_comfy()] == ["a", "b"]
     assert heard[2:] == [("a", State.SUBMITTED, State.QUEUED), ("b", State.SUBMITTED, State.QUEUED)]
@@ -344,8 +346,10 @@ async def test_replicas_claiming_at_once_take_each_job_once(stores: Stores) -> N
 
     async def drain(store: Store, owner: str) -> list[str]:
         taken = []
-        while (job := await store.claim_next(1.0, owner)) is not None:
-            taken.append(job.id)
+        while window := await store.queue_window(1):  # all claimers choose the same head
+            job = await store.claim(window[0].id, 1.0, owner)
+            if job is not None:
+                taken.append(job.id)
         return taken
 
     taken = await asyncio.gather(*(drain(s, f"gw-{n}") for n, s in enumerate(replicas) for _ in range(2)))
@@ -359,8 +363,8 @@ async def test_replicas_claiming_at_once_take_each_job_once(stores: Stores) -> N
 async def test_jobs_of_a_replica_whose_lease_ran_out_are_taken_over_once(stores: Stores) -> None:
     a, b = await stores.open(), await stores.open()
     await a.add_jobs([new_job("x"), new_job("y"), new_job("z"), new_job("orphan")])
-    await a.claim_next(1.0, "gw-a")
-    await a.claim_next(1.0, "gw-a")
+    await a.claim("x", 1.0, "gw-a")
+    await a.claim("y", 1.0, "gw-a")
     assert await a.heartbeat("gw-a", 100.0, 30.0) == []  # its own jobs are not taken again
     await a.save(transition(new_job("orphan"), Submit(1.0)))  # in ComfyUI, no owner (an older gateway's)
     assert [j.id for j in await b.heartbeat("gw-b", 110.0, 30.0)] == ["orphan"]
@@ -394,3 +398,86 @@ async def test_replicas_claim_each_webhook_delivery_once(stores: Stores) -> None
     claimed = await asyncio.gather(*(s.claim_deliveries(now, now + 30, limit=3) for s in (a, b) * 5))
     ids = [d.id for batch in claimed for d in batch]
     assert len(ids) == len(set(ids)) == 20
+
+
+def job_with(job_id: str, *, priority: int = 0, checkpoint: str | None = None) -> Job:
+    params: dict[str, str | int | float] = {"seed": 1} | ({"checkpoint": checkpoint} if checkpoint else {})
+    return Job(id=job_id, preset="p", label="L", params=params, created_at=1.0, priority=priority)
+
+
+async def test_the_queue_window_is_in_priority_then_arrival_order(store: Store) -> None:
+    await store.add_jobs([job_with("low", priority=-1), job_with("a", checkpoint="A.safetensors"),
+                          job_with("urgent", priority=5, checkpoint="B.safetensors"), job_with("b")])
+    window = await store.queue_window(10)
+    assert [(c.id, c.priority, c.checkpoint) for c in window] == [
+        ("urgent", 5, "B.safetensors"), ("a", 0, "A.safetensors"), ("b", 0, None), ("low", -1, None)]
+    assert [c.id for c in await store.queue_window(2)] == ["urgent", "a"]
+    first = await store.next_queued()
+    assert first is not None and first.id == "urgent" and first.priority == 5
+
+
+async def test_the_queue_window_reads_an_index_not_the_table(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "gateway.db")
+    async with store._db.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM jobs WHERE state='queued' ORDER BY priority DESC, seq LIMIT 32"
+    ) as cur:
+        plan = " ".join(str(r[3]) for r in await cur.fetchall())
+    await store.close()
+    assert "jobs_queue" in plan and "TEMP B-TREE" not in plan
+
+
+async def test_overtaking_is_counted_and_survives_reopening(stores: Stores) -> None:
+    s = await stores.open()
+    await s.add_jobs([job_with(i) for i in "abcdef"])
+    await s.mark_passed(["a", "b"], 10.0)
+    await s.mark_passed(["a"], 20.0)
+    await s.mark_passed([], 30.0)
+    _, _, c, d, e, f = await s.queue_window(10)
+    claimed = await s.claim("e", 40.0, "gw", passed=[c, d])
+    assert claimed is not None and claimed.state is State.SUBMITTED
+    assert await s.claim("e", 50.0, "gw", passed=[f]) is None  # taken: nothing is counted
+    assert await s.claim("f", 50.0, "gw", passed=[c]) is None  # `c` was passed again since: stale
+    await stores.close(s)
+    s = await stores.open()
+    window = {w.id: (w.overtaken, w.passed_at) for w in await s.queue_window(10)}
+    assert window == {"a": (2, 10.0), "b": (1, 10.0), "c": (1, 40.0), "d": (1, 40.0), "f": (0, None)}
+    assert await s.claim("f", 60.0, "gw", passed=[replace(c, overtaken=1), e]) is not None  # e: not waiting
+
+
+async def test_replicas_choosing_and_passing_at_once_take_each_job_once(stores: Stores) -> None:
+    replicas = [await stores.open() for _ in range(3)]
+    await replicas[0].add_jobs([job_with(f"j{i:02}", priority=i % 3) for i in range(45)])
+
+    async def drain(store: Store, owner: str, overtake: bool) -> list[str]:
+        taken = []
+        while window := await store.queue_window(4):  # some take the last, passing the others
+            chosen, passed = (window[-1], window[:-1]) if overtake else (window[0], [])
+            job = await store.claim(chosen.id, 1.0, owner, passed=passed)
+            if job is not None:
+                taken.append(job.id)
+        return taken
+
+    taken = await asyncio.gather(*(drain(s, f"gw-{n}", overtake) for n, s in enumerate(replicas)
+                                   for overtake in (True, False)))
+    assert sorted(job_id for batch in taken for job_id in batch) == [f"j{i:02}" for i in range(45)]
+    assert all(job.state is State.SUBMITTED for job in await replicas[0].in_comfy())
+
+
+async def test_queue_positions_follow_priority(store: Store) -> None:
+    await store.add_jobs([job_with("a"), job_with("b"), job_with("vip", priority=3)])
+    await store.save(transition(job_with("a"), Submit(2.0)))
+    assert await store.queue_positions(["a", "b", "vip"]) == {"a": 1, "vip": 2, "b": 3}
+
+
+async def test_live_counts(store: Store) -> None:
+    await store.add_jobs([new_job("a"), new_job("b"), new_job("c")])
+    await store.save(transition(new_job("a"), Submit(2.0)))
+    await store.save(transition(new_job("b"), Fail(2.0, "x")))
+    assert await store.live_counts() == {State.QUEUED: 1, State.SUBMITTED: 1}
+
+
+async def test_a_key_keeps_its_maximum_priority(store: Store) -> None:
+    await store.add_key(ApiKeyRow("k1", "batch", "h1", 1.0, None))
+    await store.add_key(ApiKeyRow("k2", "vip", "h2", 2.0, None, max_priority=7))
+    assert await store.active_keys() == {"h1": None, "h2": 7}
+    assert [k.max_priority for k in await store.list_keys()] == [None, 7]

@@ -40,11 +40,16 @@ async def test_changes_made_through_one_replica_reach_the_listeners_of_another(p
         heard_a, heard_b = Heard(), Heard()
         a.listen(heard_a)
         b.listen(heard_b)
+        # each change waits until b heard the one before: b re-reads a job when told of it, and a
+        # job changed again meanwhile is told in its newest state only (see the next test)
         await a.add_jobs([new_job("x"), new_job("y")])
-        claimed = await a.claim_next(2.0, "gw-a")
+        await heard_b.until(2)
+        claimed = await a.claim("x", 2.0, "gw-a")
         assert claimed is not None
+        await heard_b.until(3)
         await a.save(transition(transition(claimed, Start(3.0)), Complete(4.0, (StoredImage("x.png"),))),
                      expect=State.SUBMITTED)
+        await heard_b.until(4)
         assert await a.fail_queued("cancelled", 5.0) == 1
         expected = [("x", State.QUEUED, None), ("y", State.QUEUED, None), ("x", State.SUBMITTED, State.QUEUED),
                     ("x", State.DONE, State.SUBMITTED), ("y", State.FAILED, State.QUEUED)]
@@ -61,8 +66,8 @@ async def test_rapid_changes_are_told_in_order_ending_with_the_newest(pg_url: st
         await a.add_jobs([new_job(f"j{i}") for i in range(20)])
         heard = Heard()
         b.listen(heard)
-        for _ in range(20):  # no pause between a job's changes: b may re-read it already running
-            claimed = await a.claim_next(2.0, "gw-a")
+        for i in range(20):  # no pause between a job's changes: b may re-read it already running
+            claimed = await a.claim(f"j{i}", 2.0, "gw-a")
             assert claimed is not None
             await a.save(transition(claimed, Start(3.0)), expect=State.SUBMITTED)
         while {(job_id, state) for job_id, state, _ in heard.changes if state is State.RUNNING} != {
@@ -95,3 +100,16 @@ async def test_replicas_starting_together_migrate_once(pg_url: str) -> None:
         await conn.close()
     with pytest.raises(RuntimeError, match="newer"):
         await PostgresStore.open(pg_url)
+
+
+async def test_the_queue_window_reads_its_index_in_order(pg_url: str) -> None:
+    store = await PostgresStore.open(pg_url)
+    await store.close()
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("SET enable_seqscan = off")  # a handful of rows: make the planner show its index
+        plan = "\n".join(r[0] for r in await conn.fetch(
+            "EXPLAIN SELECT id FROM jobs WHERE state='queued' ORDER BY priority DESC, seq LIMIT 32"))
+    finally:
+        await conn.close()
+    assert "jobs_queue" in plan and "Sort" not in plan

@@ -42,7 +42,8 @@ def job_record(job: Job, *, queue_position: int | None = None, progress: Progres
         result = JobResult(image_url=images[0].image_url, relative_path=images[0].relative_path, seed=job.seed)
     return JobRecord(
         id=job.id, label=job.label, status=job.gaze_status, error=job.error, result=result,
-        preset=job.preset, params=job.params, images=images, created_at=iso(job.created_at) or "",
+        preset=job.preset, params=job.params, priority=job.priority, images=images,
+        created_at=iso(job.created_at) or "",
         started_at=iso(job.started_at), finished_at=iso(job.finished_at),
         client_reference=job.client_reference, metadata=job.metadata,
         queue_position=queue_position if job.gaze_status == "pending" else None,

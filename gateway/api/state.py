@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.api.auth import KeyRing
 from gateway.dispatcher import Dispatcher
 from gateway.events import Hub
+from gateway.metrics import Metrics
 from gateway.models import Preset
 from gateway.outputs import OutputStore, ReferenceStore
 from gateway.preset_registry import PresetRegistry
@@ -24,4 +25,5 @@ HUB = web.AppKey("hub", Hub)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 """Present only when the gateway runs ComfyUI itself (GATEWAY_COMFYUI_MANAGED=1)."""
 REGISTRY = web.AppKey("registry", PresetRegistry)
+METRICS = web.AppKey("metrics", Metrics)
 REFERENCES = web.AppKey("references", ReferenceStore)

@@ -12,12 +12,13 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from gateway.api import idempotency, inputs
+from gateway.api.auth import GRANT
 from gateway.api.records import COVERS_PREFIX, job_record, preset_detail, preset_summary
 from gateway.api.state import DISPATCHER, HUB, PRESETS, REGISTRY, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
 from gateway.choices import unknown_name
 from gateway.compiler import plan_jobs
-from gateway.errors import JobNotFound, NotFound, PresetNotFound
+from gateway.errors import JobNotFound, NotFound, PresetNotFound, PriorityNotAllowed
 from gateway.events import Progress
 from gateway.jobs import Job
 from gateway.models import CancelledCount, GenerateRequest, GenerateResponse, Preset, PresetList, QueuedJob
@@ -61,6 +62,9 @@ async def generate(request: web.Request) -> web.Response:
     preset = _preset(request)
     key = idempotency.key_of(request)
     body = parse(GenerateRequest, await read_json_object(request, max_size=inputs.MAX_GENERATE_BODY))
+    allowed = request[GRANT].max_priority
+    if body.priority > allowed:
+        raise PriorityNotAllowed(f"priority: this API key may ask for at most {allowed}", maximum=allowed)
     registry = request.app[REGISTRY]
     if unknown_name(body, registry.object_info) is not None:  # maybe new on the server: ask once more
         problem = unknown_name(body, await registry.fresh_object_info())
@@ -72,7 +76,7 @@ async def generate(request: web.Request) -> web.Response:
     jobs = [
         Job(id=str(uuid.uuid4()), preset=preset.slug, label=f"Preset: {preset.name}", params=params,
             created_at=now, client_reference=body.client_reference, metadata=body.metadata,
-            webhook_url=webhook_url, references=tuple(references))
+            webhook_url=webhook_url, references=tuple(references), priority=body.priority)
         for params in plan_jobs(preset, body, secrets.randbelow(RANDOM_SEED_LIMIT), references)
     ]
     answer = GenerateResponse(jobs=[QueuedJob(job_id=j.id) for j in jobs])
