@@ -69,6 +69,12 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE jobs.state = 'done' ORDER BY jobs.finished_at, img.key;
     CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
     """,
+    # SQLite uses a partial index only when the query repeats its condition: `state = 'queued'`
+    # scanned the whole table (every job ever stored) for each queue count and next job.
+    """
+    DROP INDEX jobs_live;
+    CREATE INDEX jobs_state ON jobs (state, seq);
+    """,
 )
 
 _JOB_COLUMNS = ("id, preset, label, state, params, error, images, created_at, submitted_at, started_at, "
