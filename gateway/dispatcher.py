@@ -10,6 +10,8 @@ The only module that sees store, compiler and client together. Rules it keeps:
   gateway chooses again. A claimed job belongs to this dispatcher (its owner is the ComfyUI
   client id) while it is in ComfyUI; a heartbeat keeps that lease, and takes over the jobs of a
   gateway whose lease ran out, settling them from ComfyUI's queue and history.
+- A prompt ComfyUI has finished leaves its slot at once, while its images are still being
+  collected, so the next one is posted without waiting for downloads and disk writes.
 - Websocket events drive state. After every (re)connection, jobs ComfyUI may have finished
   meanwhile are settled from `/history`; jobs it no longer knows (restarted) are queued again.
 - A job that runs past its deadline is interrupted in ComfyUI and failed.
@@ -151,6 +153,16 @@ class Dispatcher:
             running_job=self._running, durations=tuple(reversed(self._durations)),
         )
 
+    def _in_comfy(self) -> int:
+        """Prompts ComfyUI holds (queued or running): tracked jobs not yet being collected."""
+        return sum(not tracked.settling for tracked in self._tracked.values())
+
+    def _settle(self, tracked: _Tracked, images: list[protocol.OutputImage] | None) -> None:
+        """ComfyUI is done with this job: free its slot and collect the result."""
+        tracked.settling = True
+        self.wake()
+        self._spawn(self._complete(tracked.job_id, images))
+
     def _is_loader(self, tracked: _Tracked) -> bool:
         preset = self._presets().get(tracked.preset)
         return preset is not None and any(ref.node_id == tracked.node for ref in preset.bindings.get("checkpoint", ()))
@@ -198,6 +210,7 @@ class Dispatcher:
             for task in (events, watchdog, heartbeat, *self._tasks):
                 task.cancel()
             await asyncio.gather(events, watchdog, heartbeat, *self._tasks, return_exceptions=True)
+            await self._outputs.close()  # thumbnails of finished jobs
 
     def _track_stored(self, job: Job) -> None:
         """Follow a job the store says ComfyUI has (after a restart, or taken over)."""
@@ -247,7 +260,7 @@ class Dispatcher:
     async def _feed(self, until_idle: bool) -> None:
         while True:
             self._wake.clear()
-            if self._connected and len(self._tracked) < self._max_in_flight:
+            if self._connected and self._in_comfy() < self._max_in_flight:
                 job = await self._next_job()
                 if job is not None:
                     await self._submit(job)
@@ -401,9 +414,7 @@ class Dispatcher:
                 if tracked.seen_start:
                     self._loaded(tracked.checkpoint)  # its loader ran or was cached: the model is loaded
                 if not tracked.settling:
-                    tracked.settling = True
-                    seen = list(tracked.images) if tracked.seen_start else None
-                    self._spawn(self._complete(pid, seen))
+                    self._settle(tracked, list(tracked.images) if tracked.seen_start else None)
 
     async def _learn_version(self) -> None:
         try:
@@ -438,8 +449,7 @@ class Dispatcher:
                 if entry is None:
                     await self._lost(job_id)
                 elif entry.succeeded:
-                    tracked.settling = True
-                    self._spawn(self._complete(job_id, list(entry.images)))
+                    self._settle(tracked, list(entry.images))
                 else:
                     await self._fail(job_id, entry.error or "failed in ComfyUI")
         except ComfyUnavailable as exc:
@@ -468,7 +478,7 @@ class Dispatcher:
             for image in chosen:
                 data = await self._client.view(image)
                 relative = await self._outputs.save(tracked.preset, data, image.filename)
-                thumb = await self._outputs.thumbnail(relative, data)
+                thumb = self._outputs.thumbnail(relative, data)
                 stored.append(StoredImage(relative_path=relative, node_id=image.node_id, thumb_path=thumb))
         except ComfyUnavailable as exc:
             await self._fail(job_id, f"could not download the result from ComfyUI: {exc.message}")

@@ -38,6 +38,8 @@ class OutputStore:
     def __init__(self, root: Path, *, thumbs: Path | None = None) -> None:
         self.root = root
         self.thumbs = thumbs if thumbs is not None else root.parent / "thumbs"
+        self._making: dict[str, asyncio.Task[None]] = {}
+        """Thumbnails being made, by path: a request for one waits for it."""
 
     @staticmethod
     def url(relative_path: str) -> str:
@@ -47,17 +49,40 @@ class OutputStore:
     def thumb_url(thumb_path: str) -> str:
         return f"{THUMBS_PREFIX}/{thumb_path}"
 
-    async def thumbnail(self, relative_path: str, data: bytes) -> str | None:
-        """Make a result image's thumbnail once (WebP); returns its path relative to the
-        thumbnails folder, or None when the file is not an image Pillow can read."""
+    def thumbnail(self, relative_path: str, data: bytes) -> str | None:
+        """Start making a result image's thumbnail (WebP) in the background; returns its path
+        relative to the thumbnails folder, or None when the file is not an image Pillow can read.
+
+        Only the image's header is read here: decoding a large PNG takes tens of milliseconds,
+        which a job's result should not wait for. `thumbnail_ready` waits for a pending one.
+        """
+        try:
+            with Image.open(io.BytesIO(data)):
+                pass
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+            log.warning("no thumbnail for %s: %s", relative_path, exc)
+            return None
         thumb = str(PurePosixPath(relative_path).with_suffix(".webp"))
+        task = self._making[thumb] = asyncio.create_task(self._make_thumbnail(thumb, data))
+        task.add_done_callback(lambda _: self._making.pop(thumb, None))
+        return thumb
+
+    async def _make_thumbnail(self, thumb: str, data: bytes) -> None:
         try:
             encoded = await asyncio.to_thread(_thumbnail, data)
             await asyncio.to_thread(write_atomic, self.thumbs / thumb, encoded)
         except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
-            log.warning("no thumbnail for %s: %s", relative_path, exc)
-            return None
-        return thumb
+            log.warning("no thumbnail %s: %s", thumb, exc)
+
+    async def thumbnail_ready(self, thumb_path: str) -> None:
+        """Wait until the thumbnail at `thumb_path` is written, if it is being made now."""
+        task = self._making.get(thumb_path)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Finish the thumbnails being made."""
+        await asyncio.gather(*self._making.values(), return_exceptions=True)
 
     def path(self, relative_path: str) -> Path:
         return self.root / relative_path

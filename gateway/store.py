@@ -151,6 +151,15 @@ MIGRATIONS: tuple[str, ...] = (
         alive_until REAL NOT NULL
     );
     """,
+    # SQLite uses a partial index only when the query repeats its condition: `state = 'queued'`
+    # scanned the whole table (every job ever stored) for each queue count and next job. With a
+    # plain index on state, the queue window's index must lead with state too, or it gets sorted.
+    """
+    DROP INDEX jobs_live;
+    CREATE INDEX jobs_state ON jobs (state, seq);
+    DROP INDEX jobs_queue;
+    CREATE INDEX jobs_queue ON jobs (state, priority DESC, seq);
+    """,
 )
 
 
@@ -421,7 +430,7 @@ class SqliteStore:
         return [job_from_row(r) for r in rows]
 
     async def live_counts(self) -> dict[State, int]:
-        """Jobs in each live state (queued, submitted, running); the `jobs_live` index answers it."""
+        """Jobs in each live state (queued, submitted, running); the `jobs_state` index answers it."""
         async with self._db.execute(
             "SELECT state, count(*) FROM jobs WHERE state IN ('queued', 'submitted', 'running') GROUP BY state"
         ) as cur:

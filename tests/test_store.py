@@ -481,3 +481,30 @@ async def test_a_key_keeps_its_maximum_priority(store: Store) -> None:
     await store.add_key(ApiKeyRow("k2", "vip", "h2", 2.0, None, max_priority=7))
     assert await store.active_keys() == {"h1": None, "h2": 7}
     assert [k.max_priority for k in await store.list_keys()] == [None, 7]
+QUEUE_READS = {
+    "next_queued": lambda s: s.next_queued(),
+    "count_queued": lambda s: s.count_queued(),
+    "in_comfy": lambda s: s.in_comfy(),
+    "queue_positions": lambda s: s.queue_positions(["a"]),
+    "counts": lambda s: s.counts(since=0.0),
+    "add_jobs with max_queued": lambda s: s.add_jobs([new_job("z")], max_queued=10),
+}
+
+
+@pytest.mark.parametrize("read", QUEUE_READS.values(), ids=QUEUE_READS.keys())
+async def test_queue_queries_search_an_index_instead_of_scanning_every_job(tmp_path: Path, read) -> None:
+    path = tmp_path / "gateway.db"
+    store = await SqliteStore.open(path)
+    try:
+        await store.add_jobs([new_job("a"), new_job("b")])
+        statements: list[str] = []
+        await store._db.set_trace_callback(statements.append)
+        await read(store)
+        await store._db.set_trace_callback(None)
+    finally:
+        await store.close()
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert selects
+    with sqlite3.connect(path) as db:
+        plans = {sql: [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}")] for sql in selects}
+    assert not {sql: plan for sql, plan in plans.items() if any(p.startswith("SCAN jobs") for p in plan)}

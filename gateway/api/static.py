@@ -19,7 +19,9 @@ async def upload(request: web.Request) -> web.FileResponse:
 
 
 async def thumb(request: web.Request) -> web.FileResponse:
-    return _serve(request, request.app[OUTPUTS].thumbs)
+    outputs = request.app[OUTPUTS]
+    await outputs.thumbnail_ready(request.match_info["path"])  # made just after its job finished
+    return _serve(request, outputs.thumbs)
 
 
 def _serve(request: web.Request, folder: Path) -> web.FileResponse:
