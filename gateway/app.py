@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import logging
 import secrets
 import socket
@@ -23,6 +24,7 @@ from gateway.api.middleware import auth_middleware, errors_middleware
 from gateway.api.records import webhook_render
 from gateway.api.state import (
     DISPATCHER,
+    FLEET,
     HUB,
     KEYRING,
     METRICS,
@@ -38,6 +40,7 @@ from gateway.comfy.client import ComfyClient
 from gateway.dispatcher import Dispatcher
 from gateway.errors import ConfigError
 from gateway.events import Hub
+from gateway.fleet import Fleet
 from gateway.metrics import Metrics
 from gateway.models import Preset
 from gateway.outputs import OutputStore, ReferenceStore
@@ -95,22 +98,29 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
         client_id = await _client_id(settings, store)
+        urls = settings.comfyui_urls
         async with aiohttp.ClientSession() as session:
-            client = ComfyClient(base_url=settings.comfyui_url, session=session, client_id=client_id)
             def current_presets() -> dict[str, Preset]:
                 return app[PRESETS]
 
-            dispatcher = Dispatcher(
-                store=store, client=client, outputs=app[OUTPUTS], presets=current_presets,
-                max_in_flight=settings.max_in_flight, job_timeout=settings.job_timeout,
-                max_attempts=settings.max_attempts, hub=app[HUB], references=app[REFERENCES],
-                preview_method=None if settings.preview_method == "none" else settings.preview_method,
-                lease=settings.replica_lease,
-                fairness=Fairness(max_skips=settings.affinity_max_skips, max_wait=settings.affinity_max_wait),
-            )
-            app[DISPATCHER] = dispatcher
-            store.listen(dispatcher.jobs_changed)
-            task = asyncio.create_task(dispatcher.run(), name="dispatcher")
+            dispatchers = [
+                Dispatcher(
+                    store=store, client=ComfyClient(base_url=url, session=session,
+                                                    client_id=_backend_id(client_id, url, several=len(urls) > 1)),
+                    outputs=app[OUTPUTS], presets=current_presets,
+                    max_in_flight=settings.max_in_flight, job_timeout=settings.job_timeout,
+                    max_attempts=settings.max_attempts, hub=app[HUB], references=app[REFERENCES],
+                    preview_method=None if settings.preview_method == "none" else settings.preview_method,
+                    lease=settings.replica_lease,
+                    fairness=Fairness(max_skips=settings.affinity_max_skips, max_wait=settings.affinity_max_wait),
+                    lost_after=settings.backend_lost_after if len(urls) > 1 else None,
+                )
+                for url in urls
+            ]
+            fleet = app[FLEET] = Fleet(store=store, dispatchers=dispatchers)
+            app[DISPATCHER] = dispatchers[0]
+            store.listen(fleet.jobs_changed)
+            task = asyncio.create_task(fleet.run(), name="dispatchers")
             yield
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -122,7 +132,8 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
 
     async def presets_ctx(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:
-            client = ComfyClient(base_url=settings.comfyui_url, session=session, client_id="comfy-gateway-presets")
+            client = ComfyClient(base_url=settings.comfyui_urls[0], session=session,
+                                 client_id="comfy-gateway-presets")
             registry.fetch_object_info = client.object_info
             tasks = [asyncio.create_task(registry.keep_object_info(), name="object-info")]
             if presets is None:
@@ -180,6 +191,12 @@ async def _client_id(settings: Settings, store: Store) -> str:
     if settings.database_url:
         return f"comfy-gateway-{socket.gethostname()}-{uuid.uuid4().hex[:12]}"
     return await store.meta_value("comfyui_client_id", f"comfy-gateway-{uuid.uuid4().hex}")
+
+
+def _backend_id(client_id: str, url: str, *, several: bool) -> str:
+    """The websocket name and job owner for one backend: the gateway's own with one backend, and
+    one per backend URL with several, so each backend's jobs are settled by asking that backend."""
+    return f"{client_id}-{hashlib.sha256(url.encode()).hexdigest()[:8]}" if several else client_id
 
 
 def _managed_comfyui_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -17,6 +17,9 @@ The only module that sees store, compiler and client together. Rules it keeps:
 - A job that runs past its deadline is interrupted in ComfyUI and failed.
 - A job that hears nothing for `stale_after` seconds is settled from `/queue` and `/history`:
   a silent or mis-routed websocket delays a result, it never loses one.
+- Beside other backends (`lost_after` set, see gateway.fleet), a ComfyUI unreachable for
+  `lost_after` seconds is declared lost: its jobs are queued again for the others, and when it
+  comes back those prompts are taken out of it before it is fed again.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Backend:
     loaded_checkpoint: str | None
     model_swaps: int
     running_job: str | None
+    in_flight: int
     durations: tuple[float, ...]
     """Run times of the latest done jobs, newest first."""
 
@@ -101,10 +105,14 @@ class Dispatcher:
         max_attempts: int = 3, retry_delay: float = 1.0, stale_after: float = 10.0,
         hub: Hub | None = None, preview_method: str | None = None, clock: Callable[[], float] = time.time,
         references: ReferenceStore | None = None, lease: float = 30.0,
-        fairness: Fairness = FIRST_COME,
+        fairness: Fairness = FIRST_COME, owner: str | None = None, lost_after: float | None = None,
     ) -> None:
         self._lease = lease
-        self._owner = client.client_id
+        self._owner = owner or client.client_id
+        self._lost_after = lost_after
+        self._disconnected_since: float | None = clock()
+        self._abandoned: set[str] = set()
+        """Jobs queued again while this ComfyUI was lost: withdrawn from it when it comes back."""
         self._references = references
         self._store = store
         self._client = client
@@ -150,7 +158,7 @@ class Dispatcher:
         return Backend(
             url=self._client.base_url, state=state, message=message, version=self._version,
             loaded_checkpoint=self._loaded_checkpoint, model_swaps=self._model_swaps,
-            running_job=self._running, durations=tuple(reversed(self._durations)),
+            running_job=self._running, in_flight=len(self._tracked), durations=tuple(reversed(self._durations)),
         )
 
     def _in_comfy(self) -> int:
@@ -184,6 +192,21 @@ class Dispatcher:
     def in_flight(self) -> int:
         """Prompts the gateway has in ComfyUI now."""
         return len(self._tracked)
+
+    def followed(self) -> list[str]:
+        """The jobs this dispatcher has in its ComfyUI."""
+        return list(self._tracked)
+
+    def now(self) -> float:
+        return self._clock()
+
+    async def withdraw(self, job_id: str) -> None:
+        """Take one prompt out of this ComfyUI, whoever submitted it."""
+        await self._withdraw(job_id)
+
+    def follows(self, job_id: str) -> bool:
+        """Whether this dispatcher has the job in its ComfyUI."""
+        return job_id in self._tracked
 
     @property
     def connected(self) -> bool:
@@ -362,7 +385,12 @@ class Dispatcher:
         match event:
             case Connected():
                 log.info("connected to ComfyUI at %s", self._client.base_url)
+                if self._abandoned:  # queued again elsewhere while this one was lost
+                    for job_id in sorted(self._abandoned):
+                        await self._withdraw(job_id)
+                    self._abandoned.clear()
                 self._connected = True
+                self._disconnected_since = None
                 self._running = None
                 for tracked in self._tracked.values():
                     tracked.seen_start = False
@@ -373,6 +401,7 @@ class Dispatcher:
             case Disconnected(reason=reason):
                 if self._connected:
                     log.warning("lost ComfyUI at %s: %s", self._client.base_url, reason)
+                    self._disconnected_since = self._clock()
                 self._connected = False
                 self._disconnect_reason = reason
             case protocol.ExecutionStart(prompt_id=pid) if pid in self._tracked:
@@ -517,6 +546,20 @@ class Dispatcher:
                     stale.append(tracked.job_id)
             if stale and self._connected:
                 self._spawn(self._reconcile(stale))
+            await self._give_up_if_lost(now)
+
+    async def _give_up_if_lost(self, now: float) -> None:
+        """Queue the jobs of a ComfyUI unreachable for `lost_after` seconds again, for the other
+        backends. Their prompt ids are remembered and withdrawn from it when it is back."""
+        since = self._disconnected_since
+        if self._lost_after is None or self._connected or since is None or now - since < self._lost_after:
+            return
+        for job_id in [jid for jid, t in self._tracked.items() if not t.settling]:
+            if self._tracked[job_id].posted:
+                self._abandoned.add(job_id)
+            log.warning("ComfyUI at %s unreachable for %g s: job %s queued again for the other backends",
+                        self._client.base_url, now - since, job_id, extra=_about(job_id))
+            await self._update(job_id, Requeue(now), finished=True)
 
     def _timeout_of(self, slug: str) -> float:
         preset = self._presets().get(slug)

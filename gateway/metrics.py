@@ -25,6 +25,16 @@ _WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 3
 
 
 @dataclass(frozen=True)
+class BackendFigures:
+    """One ComfyUI backend's figures, labelled by its URL."""
+
+    url: str
+    up: bool
+    in_flight: int
+    model_swaps: int
+
+
+@dataclass(frozen=True)
 class Live:
     """Figures read at scrape time."""
 
@@ -34,6 +44,7 @@ class Live:
     in_flight: int
     model_swaps: int
     loaded_checkpoint: str | None
+    backends: tuple[BackendFigures, ...] = ()
 
 
 _NOTHING = Live(jobs={}, comfyui_up=False, in_flight=0, model_swaps=0, loaded_checkpoint=None)
@@ -103,7 +114,7 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily("gateway_queue_depth", "Jobs waiting in the gateway's queue (not yet in ComfyUI).",
                                 value=live.jobs.get(State.QUEUED, 0))
         yield GaugeMetricFamily("gateway_in_flight", "Prompts the gateway has in ComfyUI.", value=live.in_flight)
-        yield GaugeMetricFamily("gateway_comfyui_up", "1 while the websocket to ComfyUI is connected.",
+        yield GaugeMetricFamily("gateway_comfyui_up", "1 while the websocket to (at least one) ComfyUI is connected.",
                                 value=int(live.comfyui_up))
         yield CounterMetricFamily("gateway_model_swaps", "Checkpoint changes in ComfyUI since the gateway started.",
                                   value=live.model_swaps)
@@ -112,3 +123,15 @@ class _LiveCollector(Collector):
         if live.loaded_checkpoint is not None:
             loaded.add_metric([live.loaded_checkpoint], 1)
         yield loaded
+        up = GaugeMetricFamily("gateway_backend_up", "1 while the websocket to this ComfyUI backend is connected.",
+                               labels=["backend"])
+        in_flight = GaugeMetricFamily("gateway_backend_in_flight", "Prompts the gateway has in this ComfyUI backend.",
+                                      labels=["backend"])
+        swaps = CounterMetricFamily("gateway_backend_model_swaps",
+                                    "Checkpoint changes in this ComfyUI backend since the gateway started.",
+                                    labels=["backend"])
+        for backend in live.backends:
+            up.add_metric([backend.url], int(backend.up))
+            in_flight.add_metric([backend.url], backend.in_flight)
+            swaps.add_metric([backend.url], backend.model_swaps)
+        yield from (up, in_flight, swaps)

@@ -261,6 +261,7 @@ class BackendOut(BaseModel):
     version: str | None = Field(description="ComfyUI's version, once it has answered.")
     loaded_checkpoint: str | None = Field(description="The checkpoint ComfyUI last loaded for a job, if known.")
     model_swaps: int = Field(description="Checkpoint changes since the gateway started.")
+    in_flight: int = Field(0, description="Prompts the gateway has in this ComfyUI now.")
 
 
 class EstimatesOut(BaseModel):
@@ -272,7 +273,8 @@ class StatusOut(BaseModel):
     """`GET /api/v1/status`."""
 
     jobs: JobCountsOut
-    backend: BackendOut
+    backend: BackendOut = Field(description="The first ComfyUI backend (the only one, unless several are set).")
+    backends: list[BackendOut] = Field(description="Every ComfyUI backend, in the configured order.")
     estimates: EstimatesOut
     managed_comfyui: ManagedComfyUI | None = Field(
         None, description="The ComfyUI process the gateway runs itself (GATEWAY_COMFYUI_MANAGED=1); else null.")

@@ -55,6 +55,16 @@ def _url(raw: str) -> str:
     return value
 
 
+def _urls(raw: str) -> str:
+    """One URL, or several separated by commas (one ComfyUI backend each)."""
+    urls = [_url(part) for part in raw.split(",") if part.strip()]
+    if not urls:
+        raise ValueError("must name at least one URL")
+    if len(set(urls)) != len(urls):
+        raise ValueError("names a URL twice")
+    return ",".join(urls)
+
+
 def _non_negative_int(raw: str) -> int:
     value = int(raw)
     if value < 0:
@@ -132,8 +142,12 @@ def _log_level(raw: str) -> str:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("GATEWAY_COMFYUI_URL", "comfyui_url", _url, "http://127.0.0.1:8188",
-            "Base URL of the ComfyUI server the gateway feeds."),
+    Setting("GATEWAY_COMFYUI_URL", "comfyui_url", _urls, "http://127.0.0.1:8188",
+            "Base URL of the ComfyUI server the gateway feeds; several, separated by commas, feed "
+            "several ComfyUI backends from one queue."),
+    Setting("GATEWAY_BACKEND_LOST_AFTER", "backend_lost_after", _positive_float, 60.0,
+            "With several backends: seconds a backend may be unreachable before its in-flight jobs are "
+            "queued again for the others."),
     Setting("GATEWAY_DATA_DIR", "data_dir", Path, Path("data"),
             "Folder for the SQLite database (`gateway.db`) and result images (`uploads/`)."),
     Setting("GATEWAY_DATABASE_URL", "database_url", _database_url, None,
@@ -151,7 +165,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_API_KEY", "api_key", _optional, None,
             "An API key accepted in addition to the keys stored in the database."),
     Setting("GATEWAY_MAX_IN_FLIGHT", "max_in_flight", _positive_int, 2,
-            "Prompts the gateway keeps submitted to ComfyUI at once; the rest wait in the gateway's queue."),
+            "Prompts the gateway keeps submitted to each ComfyUI at once; the rest wait in the gateway's queue."),
     Setting("GATEWAY_JOB_TIMEOUT", "job_timeout", _positive_float, 600.0,
             "Seconds a submitted job may take in ComfyUI before it is interrupted and failed."),
     Setting("GATEWAY_MAX_QUEUED", "max_queued", _positive_int, 1000,
@@ -212,6 +226,7 @@ class Settings:
     defaults are the ones in `SETTINGS`."""
 
     comfyui_url: str = _DEFAULTS["comfyui_url"]
+    backend_lost_after: float = _DEFAULTS["backend_lost_after"]
     data_dir: Path = _DEFAULTS["data_dir"]
     database_url: str | None = _DEFAULTS["database_url"]
     replica_lease: float = _DEFAULTS["replica_lease"]
@@ -264,6 +279,11 @@ class Settings:
                                   f"GATEWAY_COMFYUI_MANAGED=1: the managed ComfyUI answers at {own} "
                                   "(choose its port with GATEWAY_COMFYUI_PORT)")
         return cls(**values)
+
+    @property
+    def comfyui_urls(self) -> tuple[str, ...]:
+        """Every ComfyUI backend, in the configured order."""
+        return tuple(url for url in self.comfyui_url.split(",") if url)
 
     @property
     def database_path(self) -> Path:

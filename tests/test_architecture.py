@@ -21,7 +21,7 @@ LAYERS = {
     "gateway.comfy.client": 3, "gateway.store": 3, "gateway.store_pg": 3, "gateway.outputs": 3, "gateway.events": 3,
     "gateway.supervisor": 3, "gateway.preset_files": 3,
     "gateway.dispatcher": 4, "gateway.check": 4, "gateway.preset_registry": 4, "gateway.delivery": 4,
-    "gateway.retention": 4,
+    "gateway.retention": 4, "gateway.fleet": 4.5,  # over one dispatcher per ComfyUI backend
     "gateway.app": 6, "gateway.__main__": 7,
 }
 PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compiler", "gateway.jobs",

@@ -31,7 +31,7 @@ def test_reads_every_variable() -> None:
            "GATEWAY_WEBHOOK_BACKOFF": "0.5", "GATEWAY_WEBHOOK_ALLOW_PRIVATE": "true", "GATEWAY_RETENTION_DAYS": "30",
            "GATEWAY_DATABASE_URL": "postgresql://gw:pw@db:5432/gateway", "GATEWAY_REPLICA_LEASE": "12",
            "GATEWAY_LOG_FORMAT": "JSON", "GATEWAY_AFFINITY_MAX_SKIPS": "0", "GATEWAY_AFFINITY_MAX_WAIT": "2.5",
-           "GATEWAY_MAX_PRIORITY": "4"}
+           "GATEWAY_MAX_PRIORITY": "4", "GATEWAY_BACKEND_LOST_AFTER": "5"}
     assert set(env) == {s.env for s in SETTINGS}
     s = Settings.from_env(env)
     assert s == Settings(comfyui_url="http://gpu:8188", data_dir=Path("/srv/d"), presets_path=Path("/p.yaml"),
@@ -44,7 +44,7 @@ def test_reads_every_variable() -> None:
                          webhook_max_attempts=3, webhook_timeout=2.5, webhook_backoff=0.5,
                          webhook_allow_private=True, retention_days=30,
                          database_url="postgresql://gw:pw@db:5432/gateway", replica_lease=12.0, log_format="json",
-                         affinity_max_skips=0, affinity_max_wait=2.5, max_priority=4)
+                         affinity_max_skips=0, affinity_max_wait=2.5, max_priority=4, backend_lost_after=5.0)
 
 
 @pytest.mark.parametrize(

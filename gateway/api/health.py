@@ -6,7 +6,7 @@ import sqlite3
 
 from aiohttp import web
 
-from gateway.api.state import DISPATCHER, STORE, SUPERVISOR
+from gateway.api.state import FLEET, STORE, SUPERVISOR
 from gateway.errors import ComfyUnavailable, StoreUnavailable
 
 
@@ -23,7 +23,7 @@ async def readyz(request: web.Request) -> web.Response:
     except (OSError, sqlite3.Error) as exc:
         raise StoreUnavailable(f"the database cannot be written: {exc}") from exc
     supervisor = request.app.get(SUPERVISOR)
-    if not request.app[DISPATCHER].connected:
+    if not request.app[FLEET].connected:
         if supervisor is not None:
             status = supervisor.status
             raise ComfyUnavailable(f"the managed ComfyUI is {status.state}: {status.message}",

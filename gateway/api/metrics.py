@@ -5,19 +5,21 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.api.state import DISPATCHER, METRICS, STORE
-from gateway.metrics import CONTENT_TYPE, Live
+from gateway.api.state import FLEET, METRICS, STORE
+from gateway.metrics import CONTENT_TYPE, BackendFigures, Live
 
 UNMATCHED = "unmatched"
 """The route label of requests that matched no route (404, 405)."""
 
 
 async def metrics(request: web.Request) -> web.Response:
-    dispatcher = request.app[DISPATCHER]
-    backend = dispatcher.backend
-    live = Live(jobs=await request.app[STORE].live_counts(), comfyui_up=dispatcher.connected,
-                in_flight=dispatcher.in_flight, model_swaps=backend.model_swaps,
-                loaded_checkpoint=backend.loaded_checkpoint)
+    fleet = request.app[FLEET]
+    backends = fleet.backends
+    live = Live(jobs=await request.app[STORE].live_counts(), comfyui_up=fleet.connected,
+                in_flight=fleet.in_flight, model_swaps=sum(b.model_swaps for b in backends),
+                loaded_checkpoint=backends[0].loaded_checkpoint,
+                backends=tuple(BackendFigures(url=b.url, up=b.state != "unreachable", in_flight=b.in_flight,
+                                              model_swaps=b.model_swaps) for b in backends))
     return web.Response(body=request.app[METRICS].render(live), headers={"Content-Type": CONTENT_TYPE})
 
 

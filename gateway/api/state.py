@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.api.auth import KeyRing
 from gateway.dispatcher import Dispatcher
 from gateway.events import Hub
+from gateway.fleet import Fleet
 from gateway.metrics import Metrics
 from gateway.models import Preset
 from gateway.outputs import OutputStore, ReferenceStore
@@ -18,6 +19,9 @@ from gateway.supervisor import Supervisor
 STORE = web.AppKey("store", Store)
 PRESETS = web.AppKey("presets", dict[str, Preset])
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+"""The first ComfyUI backend's dispatcher (the only one unless several are set)."""
+FLEET = web.AppKey("fleet", Fleet)
+"""Every backend's dispatcher: what handlers ask and tell."""
 OUTPUTS = web.AppKey("outputs", OutputStore)
 KEYRING = web.AppKey("keyring", KeyRing)
 SETTINGS = web.AppKey("settings", Settings)

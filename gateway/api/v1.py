@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from gateway.api import idempotency, inputs
 from gateway.api.auth import GRANT
 from gateway.api.records import COVERS_PREFIX, job_record, preset_detail, preset_summary
-from gateway.api.state import DISPATCHER, HUB, PRESETS, REGISTRY, SETTINGS, STORE
+from gateway.api.state import FLEET, HUB, PRESETS, REGISTRY, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
 from gateway.choices import unknown_name
 from gateway.compiler import plan_jobs
@@ -89,7 +89,7 @@ async def generate(request: web.Request) -> web.Response:
                                                 forget_before=now - settings.idempotency_hours * 3600)
     if earlier is not None and digest is not None:
         return idempotency.replay(earlier, digest)
-    request.app[DISPATCHER].wake()
+    request.app[FLEET].wake()
     return json_response(answer, status=202)
 
 
@@ -113,12 +113,12 @@ async def get_job(request: web.Request) -> web.Response:
 async def cancel_job(request: web.Request) -> web.Response:
     """Cancel a job (idempotent): waiting ones leave the queue, running ones are interrupted."""
     job_id = request.match_info["job_id"]
-    return _record_of(await request.app[DISPATCHER].cancel(job_id), job_id)
+    return _record_of(await request.app[FLEET].cancel(job_id), job_id)
 
 
 async def interrupt_all(request: web.Request) -> web.Response:
     """Cancel every waiting and running job."""
-    cancelled = await request.app[DISPATCHER].cancel_all()
+    cancelled = await request.app[FLEET].cancel_all()
     return json_response(CancelledCount(cancelled=cancelled))
 
 
