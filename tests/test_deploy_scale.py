@@ -28,9 +28,11 @@ def test_replicas_share_the_database_and_the_data_volume() -> None:
     assert (postgres["POSTGRES_USER"], postgres["POSTGRES_DB"]) == ("gateway", "gateway")
 
 
-def test_each_replica_feeds_its_own_comfyui_on_its_own_gpu() -> None:
-    urls = [SERVICES[name]["environment"]["GATEWAY_COMFYUI_URL"] for name in GATEWAYS]
-    assert sorted(urls) == [f"http://{name}:8188" for name in COMFYUIS]
+def test_every_replica_feeds_every_comfyui_each_on_its_own_gpu() -> None:
+    everyone = ",".join(f"http://{name}:8188" for name in COMFYUIS)
+    for name in GATEWAYS:
+        assert SERVICES[name]["environment"]["GATEWAY_COMFYUI_URL"] == everyone
+        assert {c for c in SERVICES[name]["depends_on"] if c.startswith("comfyui")} == set(COMFYUIS)
     gpus = [SERVICES[name]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] for name in COMFYUIS]
     assert len({tuple(ids) for ids in gpus}) == len(COMFYUIS)
 
