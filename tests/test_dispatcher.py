@@ -111,6 +111,7 @@ def run_order(stored: list[Job | None]) -> list[Job]:
     return sorted(done, key=lambda j: j.started_at or 0.0)
 
 
+@pytest.mark.timeout(150)  # a real ComfyUI on a busy CPU: its sd15 jobs take seconds each
 async def test_affinity_batches_jobs_by_checkpoint_within_the_bound(
     store: Store, comfy: Comfy, tmp_path: Path
 ) -> None:
@@ -136,6 +137,7 @@ async def test_affinity_batches_jobs_by_checkpoint_within_the_bound(
         assert comfy.fake.model_loads == changes + 1
 
 
+@pytest.mark.timeout(150)  # a real ComfyUI on a busy CPU: its sd15 jobs take seconds each
 async def test_higher_priority_runs_first_whatever_the_checkpoint(
     store: Store, comfy: Comfy, tmp_path: Path
 ) -> None:
