@@ -99,7 +99,9 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         job = await store.get(job_id)
         if job is None:
             raise JobNotFound(f"no job with id '{job_id}'", job_id=job_id)
-        position = (await store.queue_positions([job_id])).get(job_id)
+        position = None
+        if job.gaze_status == "pending":  # the only time a job has a place in the queue
+            position = (await store.queue_positions([job_id])).get(job_id)
         record = job_record(job, queue_position=position, progress=hub.progress(job_id))
         response, stream = await _open(request)
         await stream.send(f"event: job\ndata: {record.model_dump_json()}\n\n")
