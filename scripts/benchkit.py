@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from gateway.jobs import Job, State, StoredImage  # noqa: E402
-from gateway.store import Store  # noqa: E402
+from gateway.store import SqliteStore  # noqa: E402
 
 KEY = "bench-key"
 HEADERS = {"X-API-Key": KEY}
@@ -230,7 +230,7 @@ def hot_spots(profile: Path, *, top: int = 25) -> None:
 async def seed_jobs(data_dir: Path, *, done: int, queued: int = 0, failed: int = 0, age: float = 0.0) -> list[str]:
     """Store jobs straight into a gateway's database: `done` finished ones (each with an image),
     `failed` ones and `queued` ones waiting. Returns the ids, done first, then failed, queued."""
-    store = await Store.open(data_dir / "gateway.db")
+    store = await SqliteStore.open(data_dir / "gateway.db")
     now = time.time() - age
     ids: list[str] = []
     try:
