@@ -34,6 +34,8 @@ SDK = "gateway.sdk"
 definitions of ours, and only the command line may use it."""
 SDK_MAY_IMPORT = {"gateway.errors", "gateway.models"}
 SDK_PURE = {"gateway.sdk.errors", "gateway.sdk.sse", "gateway.sdk.calls", "gateway.sdk.events"}
+PACKAGES = ("gateway.api", SDK, "gateway.store")
+"""Packages whose modules may import each other; each module has its package's layer."""
 
 
 def module_name(path: Path) -> str:
@@ -41,10 +43,16 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def layer(name: str) -> int:
-    if name.startswith(SDK):
+def within(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def layer(name: str) -> float:
+    if within(name, SDK):
         return 6
-    return 5 if name.startswith("gateway.api") else LAYERS[name]
+    if within(name, "gateway.store"):
+        return LAYERS["gateway.store"]
+    return 5 if within(name, "gateway.api") else LAYERS[name]
 
 
 def imports(path: Path) -> set[str]:
@@ -72,7 +80,7 @@ def test_imports_only_go_down(path: Path) -> None:
     for imported in imports(path):
         if not imported.startswith("gateway.") or imported in ("gateway.api", "gateway.comfy"):
             continue
-        if any(me.startswith(p) and imported.startswith(p) for p in ("gateway.api", SDK)):
+        if any(within(me, p) and within(imported, p) for p in PACKAGES):
             continue
         assert layer(imported) < layer(me) or (layer(imported) == layer(me) == 2 and imported in PURE), (
             f"{me} (layer {layer(me)}) imports {imported} (layer {layer(imported)})")
