@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -309,6 +310,53 @@ async def test_jobs_of_an_older_schema_read_with_empty_new_fields(tmp_path: Path
         job = await store.get("old")
         assert job is not None
         assert (job.client_reference, job.metadata, job.webhook_url, job.references) == (None, {}, None, ())
+    finally:
+        await store.close()
+
+
+async def test_an_older_database_starts_its_queue_size_from_its_waiting_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(f"BEGIN; {MIGRATIONS[0]}; PRAGMA user_version=1; COMMIT;")
+        db.executemany("INSERT INTO jobs (id, preset, label, state, params, created_at) "
+                       "VALUES (?, 'p', 'P', ?, '{}', 1.0)",
+                       [("a", "queued"), ("b", "done"), ("c", "queued"), ("d", "running")])
+    store = await SqliteStore.open(path)
+    try:
+        assert await store.count_queued() == 2
+    finally:
+        await store.close()
+
+
+QUEUE_CHANGES = {
+    "add": lambda s: s.add_jobs([new_job("a"), new_job("b"), new_job("c"), new_job("d")]),
+    "submit": lambda s: s.save(transition(new_job("a"), Submit(2.0))),
+    "resubmit": lambda s: s.save(transition(new_job("a"), Submit(3.0))),  # submitted -> submitted
+    "requeue": lambda s: s.save(new_job("a")),
+    "claim": lambda s: s.claim("b", 2.0, "gw"),
+    "claim again": lambda s: s.claim("b", 2.0, "gw"),
+    "fail the queue": lambda s: s.fail_queued("stopped", 3.0),
+    "add more": lambda s: s.add_jobs([new_job("e"), new_job("f")]),
+    "refused": lambda s: s.add_jobs([new_job("g")], max_queued=2),
+}
+
+
+async def test_the_queue_size_follows_every_change_of_the_queue(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    store = await SqliteStore.open(path)
+
+    def counted() -> int:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT count(*) FROM jobs WHERE state='queued'").fetchone()[0])
+
+    try:
+        for name, change in QUEUE_CHANGES.items():
+            with contextlib.suppress(QueueFull):
+                await change(store)
+            assert await store.count_queued() == counted(), name
+        with sqlite3.connect(path) as db:
+            db.execute("DELETE FROM jobs WHERE id IN ('e', 'a')")  # one waiting, one failed
+        assert await store.count_queued() == counted() == 1
     finally:
         await store.close()
 

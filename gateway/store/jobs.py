@@ -23,6 +23,7 @@ from gateway.store.base import Connected
 from gateway.store.gallery import add_images
 from gateway.store.idempotency import hold_key
 from gateway.store.outbox import enqueue
+from gateway.store.queue import queue_size
 
 _INSERT = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({', '.join('?' * JOB_COLUMN_COUNT)})"
 _UPDATE = ("UPDATE jobs SET state=?, error=?, images=?, submitted_at=?, started_at=?, finished_at=?, "
@@ -44,9 +45,7 @@ class Jobs(Connected):
             if idempotency is not None and (held := await hold_key(w.db, idempotency, forget_before)):
                 return held
             if max_queued is not None:
-                async with w.db.execute("SELECT count(*) FROM jobs WHERE state='queued'") as cur:
-                    row = await cur.fetchone()
-                queued = int(row[0]) if row else 0
+                queued = await queue_size(w.db)
                 if queued + len(rows) > max_queued:
                     raise QueueFull(
                         f"the queue is full ({queued} of {max_queued} jobs waiting); {len(rows)} more do not fit",

@@ -113,9 +113,7 @@ class Queue(Connected):
         return {State(r[0]): int(r[1]) for r in rows}
 
     async def count_queued(self) -> int:
-        async with self._db.execute("SELECT count(*) FROM jobs WHERE state='queued'") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return await queue_size(self._db)
 
     async def queue_positions(self, job_ids: Sequence[str]) -> dict[str, int]:
         """1-based places of waiting jobs: those in ComfyUI's queue first (in order of
@@ -141,6 +139,13 @@ class Queue(Connected):
                 row = await cur.fetchone()
             positions[str(job_id)] = int(row[0]) if row else 1
         return positions
+
+
+async def queue_size(db: aiosqlite.Connection) -> int:
+    """How many jobs wait in the queue: kept by triggers on `jobs`, read in constant time."""
+    async with db.execute("SELECT queued FROM queue_size") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def _mark_passed(db: aiosqlite.Connection, job_ids: Sequence[str], at: float) -> None:

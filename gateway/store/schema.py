@@ -124,6 +124,22 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX jobs_queue;
     CREATE INDEX jobs_queue ON jobs (state, priority DESC, seq);
     """,
+    # Counting the queue walked its index entry by entry: 3 ms with 60,000 jobs waiting, once for
+    # every `POST /generate` (the queue limit), one request at a time. Triggers keep the count.
+    """
+    CREATE TABLE queue_size (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        queued INTEGER NOT NULL
+    );
+    INSERT INTO queue_size (id, queued) SELECT 1, count(*) FROM jobs WHERE state = 'queued';
+    CREATE TRIGGER queue_size_insert AFTER INSERT ON jobs WHEN NEW.state = 'queued'
+    BEGIN UPDATE queue_size SET queued = queued + 1; END;
+    CREATE TRIGGER queue_size_update AFTER UPDATE OF state ON jobs
+    WHEN (OLD.state = 'queued') != (NEW.state = 'queued')
+    BEGIN UPDATE queue_size SET queued = queued + (NEW.state = 'queued') - (OLD.state = 'queued'); END;
+    CREATE TRIGGER queue_size_delete AFTER DELETE ON jobs WHEN OLD.state = 'queued'
+    BEGIN UPDATE queue_size SET queued = queued - 1; END;
+    """,
 )
 
 
