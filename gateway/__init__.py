@@ -10,8 +10,9 @@ Modules, one job each (imports only go down this list):
     comfy.protocol, keys    ComfyUI frames and answers parsed (pure); API key hashing (pure)
     backoff                 when to start a dead process again (pure)
     webhooks, refimages     webhook events, signing, SSRF checks; reference images decoded (pure)
-    comfy.client, store,    ComfyUI over HTTP + websocket; SQLite (jobs, keys, images, webhook
-      outputs, events,        outbox, saved results); result, thumbnail, saved and reference files;
+    comfy.client, store,    ComfyUI over HTTP + websocket; SQLite (a package: schema, group
+      outputs, events,        commit, jobs, queue, idempotency, outbox, gallery, keys); result,
+                              thumbnail, saved and reference files;
       supervisor,             live events for watchers; ComfyUI as a child process (managed mode);
       preset_files            presets.yaml and workflows written atomically
     dispatcher, check       feeds ComfyUI from the queue and settles jobs; `check` command
