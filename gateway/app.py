@@ -10,7 +10,7 @@ import logging
 import secrets
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 import aiohttp
@@ -32,6 +32,7 @@ from gateway.api.state import (
     PRESETS,
     REFERENCES,
     REGISTRY,
+    RESULT_FILES,
     SETTINGS,
     STORE,
     SUPERVISOR,
@@ -44,6 +45,8 @@ from gateway.fleet import Fleet
 from gateway.metrics import Metrics
 from gateway.models import Preset
 from gateway.outputs import OutputStore, ReferenceStore
+from gateway.outputs_local import LocalOutputStore
+from gateway.outputs_s3 import S3OutputStore, connect
 from gateway.preset_registry import PresetRegistry
 from gateway.scheduling import Fairness
 from gateway.settings import Settings
@@ -71,14 +74,23 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
         registry.presets.update(presets)
     app[REGISTRY] = registry
     app[PRESETS] = registry.presets
-    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-    app[OUTPUTS] = OutputStore(settings.uploads_dir, thumbs=settings.thumbs_dir)
+    closing = contextlib.ExitStack()
+    outputs = app[OUTPUTS] = closing.enter_context(open_outputs(settings))
     app[REFERENCES] = ReferenceStore(settings.references_dir)
-    for module in (v1, preset_admin, deliveries, saved, live, gallery, status, health, metrics, static, pages):
+    for module in (v1, preset_admin, deliveries, saved, live, gallery, status, health, metrics, pages):
         app.add_routes(module.routes())
+    if isinstance(outputs, LocalOutputStore):  # else image URLs point at the bucket
+        app[RESULT_FILES] = outputs
+        app.add_routes(static.routes())
+
+    async def outputs_ctx(app: web.Application) -> AsyncIterator[None]:
+        with closing:
+            yield
+            await outputs.close()
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = await open_store(settings, webhook=webhook_render(on_start=settings.webhook_on_start))
+        store = await open_store(settings, webhook=webhook_render(on_start=settings.webhook_on_start,
+                                                                      urls=outputs))
         app[STORE] = store
         hub = app[HUB] = Hub(queue_positions=store.queue_positions)
         store.listen(hub.jobs_changed)
@@ -166,6 +178,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
         async with _background(sweeper, "retention"):
             yield
 
+    app.cleanup_ctx.append(outputs_ctx)
     app.cleanup_ctx.append(store_ctx)
     if settings.comfyui_managed:
         app.cleanup_ctx.append(_managed_comfyui_ctx(settings))
@@ -175,6 +188,21 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     app.cleanup_ctx.append(retention_ctx)
     app.on_shutdown.append(close_streams)
     return app
+
+
+@contextlib.contextmanager
+def open_outputs(settings: Settings) -> Iterator[OutputStore]:
+    """The configured result store: an S3-compatible bucket with GATEWAY_S3_BUCKET (its client closed
+    at the end), else the uploads folder."""
+    if settings.s3_bucket is None or settings.s3_public_base is None:
+        settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+        yield LocalOutputStore(settings.uploads_dir, thumbs=settings.thumbs_dir)
+        return
+    client = connect(endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                     access_key_id=settings.s3_access_key_id, secret_access_key=settings.s3_secret_access_key)
+    with contextlib.closing(client):
+        yield S3OutputStore(client=client, bucket=settings.s3_bucket, prefix=settings.s3_prefix or "",
+                            public_url=settings.s3_public_base)
 
 
 async def open_store(settings: Settings, *, webhook: WebhookRender | None = None) -> Store:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -99,6 +100,37 @@ def _database_url(raw: str) -> str | None:
         return None
     if not value.startswith(("postgresql://", "postgres://")):
         raise ValueError("must start with postgresql:// (leave it unset for the embedded SQLite database)")
+    return value
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
+_REGION = re.compile(r"^[a-z0-9-]+$")
+
+
+def _bucket(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not _BUCKET.match(value) or ".." in value:
+        raise ValueError("must be a bucket name: 3 to 63 lowercase letters, digits, dots and hyphens")
+    return value
+
+
+def _s3_prefix(raw: str) -> str | None:
+    """A key prefix, kept with one trailing slash (`results` -> `results/`)."""
+    value = raw.strip().strip("/")
+    if not value:
+        return None
+    if not _PREFIX.match(value) or any(part in {".", ".."} for part in value.split("/")):
+        raise ValueError("must be folder names (letters, digits and !_.*'()-) separated by single slashes")
+    return value + "/"
+
+
+def _region(raw: str) -> str:
+    value = raw.strip()
+    if not _REGION.match(value):
+        raise ValueError("must be a region name such as us-east-1 (or auto for Cloudflare R2)")
     return value
 
 
@@ -214,6 +246,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Allow webhooks to loopback, private and link-local addresses (only on a trusted network)."),
     Setting("GATEWAY_RETENTION_DAYS", "retention_days", _non_negative_int, 0,
             "Days unsaved result images are kept; 0 keeps them forever. Saved results are never removed."),
+    Setting("GATEWAY_S3_BUCKET", "s3_bucket", _bucket, None,
+            "Keep result images and thumbnails in this S3-compatible bucket instead of the data folder "
+            "(see Results in an S3-compatible bucket)."),
+    Setting("GATEWAY_S3_ENDPOINT_URL", "s3_endpoint_url", _optional_url, None,
+            "With a bucket: the S3 API of a store other than AWS (MinIO, Cloudflare R2, ...); unset: AWS S3."),
+    Setting("GATEWAY_S3_REGION", "s3_region", _region, "us-east-1",
+            "With a bucket: its region (`auto` for Cloudflare R2)."),
+    Setting("GATEWAY_S3_PREFIX", "s3_prefix", _s3_prefix, None,
+            "With a bucket: a folder for every object the gateway writes, e.g. `comfy/`; unset: the bucket's root."),
+    Setting("GATEWAY_S3_PUBLIC_URL", "s3_public_url", _optional_url, None,
+            "With a bucket: where image URLs start (a CDN, or the bucket's public address), object keys "
+            "appended; unset: the endpoint URL + `/<bucket>`, or `https://<bucket>.s3.<region>.amazonaws.com`."),
+    Setting("GATEWAY_S3_ACCESS_KEY_ID", "s3_access_key_id", _optional, None,
+            "With a bucket: the access key; unset: the standard AWS credentials (`AWS_ACCESS_KEY_ID`, "
+            "credential files, an instance role)."),
+    Setting("GATEWAY_S3_SECRET_ACCESS_KEY", "s3_secret_access_key", _optional, None,
+            "With a bucket: the secret of `GATEWAY_S3_ACCESS_KEY_ID` (set both or neither)."),
 )
 
 
@@ -258,6 +307,13 @@ class Settings:
     webhook_backoff: float = _DEFAULTS["webhook_backoff"]
     webhook_allow_private: bool = _DEFAULTS["webhook_allow_private"]
     retention_days: int = _DEFAULTS["retention_days"]
+    s3_bucket: str | None = _DEFAULTS["s3_bucket"]
+    s3_endpoint_url: str | None = _DEFAULTS["s3_endpoint_url"]
+    s3_region: str = _DEFAULTS["s3_region"]
+    s3_prefix: str | None = _DEFAULTS["s3_prefix"]
+    s3_public_url: str | None = _DEFAULTS["s3_public_url"]
+    s3_access_key_id: str | None = _DEFAULTS["s3_access_key_id"]
+    s3_secret_access_key: str | None = _DEFAULTS["s3_secret_access_key"]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -278,12 +334,26 @@ class Settings:
                 raise ConfigError(f"GATEWAY_COMFYUI_URL={values['comfyui_url']!r} contradicts "
                                   f"GATEWAY_COMFYUI_MANAGED=1: the managed ComfyUI answers at {own} "
                                   "(choose its port with GATEWAY_COMFYUI_PORT)")
+        problem = s3_problem(values)
+        if problem:
+            raise ConfigError(problem)
         return cls(**values)
 
     @property
     def comfyui_urls(self) -> tuple[str, ...]:
         """Every ComfyUI backend, in the configured order."""
         return tuple(url for url in self.comfyui_url.split(",") if url)
+
+    @property
+    def s3_public_base(self) -> str | None:
+        """With a bucket: the start of image URLs (an object's key follows a `/`)."""
+        if self.s3_bucket is None:
+            return None
+        if self.s3_public_url:
+            return self.s3_public_url
+        if self.s3_endpoint_url:
+            return f"{self.s3_endpoint_url}/{self.s3_bucket}"
+        return f"https://{self.s3_bucket}.s3.{self.s3_region}.amazonaws.com"
 
     @property
     def database_path(self) -> Path:
@@ -316,6 +386,27 @@ class Settings:
     def references_dir(self) -> Path:
         """Reference images sent with requests, kept until their jobs are submitted."""
         return self.data_dir / "references"
+
+
+_S3_OPTIONS = [s for s in SETTINGS if s.env.startswith("GATEWAY_S3_") and s.attr != "s3_bucket"]
+
+
+def s3_problem(values: Mapping[str, Any]) -> str | None:
+    """What is wrong with the S3 settings given (parsed values by attribute), or None."""
+    if values.get("s3_bucket") is None:
+        stray = [s.env for s in _S3_OPTIONS if values.get(s.attr) is not None]
+        if stray:
+            return (f"{', '.join(stray)} set without GATEWAY_S3_BUCKET: set the bucket to keep results there, "
+                    "or unset them to keep results in the data folder")
+        return None
+    if (values.get("s3_access_key_id") is None) != (values.get("s3_secret_access_key") is None):
+        return ("GATEWAY_S3_ACCESS_KEY_ID and GATEWAY_S3_SECRET_ACCESS_KEY go together: set both, or neither "
+                "to use the standard AWS credentials")
+    if "." in values["s3_bucket"] and not values.get("s3_endpoint_url") and not values.get("s3_public_url"):
+        return (f"GATEWAY_S3_BUCKET={values['s3_bucket']!r} has dots, so its AWS address "
+                "https://<bucket>.s3.<region>.amazonaws.com has no valid certificate: set GATEWAY_S3_PUBLIC_URL "
+                "(a CDN, say) or choose a bucket name without dots")
+    return None
 
 
 def _check_consistency() -> None:
