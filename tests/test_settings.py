@@ -32,7 +32,8 @@ def test_reads_every_variable() -> None:
            "GATEWAY_DATABASE_URL": "postgresql://gw:pw@db:5432/gateway", "GATEWAY_REPLICA_LEASE": "12",
            "GATEWAY_LOG_FORMAT": "JSON", "GATEWAY_AFFINITY_MAX_SKIPS": "0", "GATEWAY_AFFINITY_MAX_WAIT": "2.5",
            "GATEWAY_MAX_PRIORITY": "4", "GATEWAY_BACKEND_LOST_AFTER": "5"}
-    assert set(env) == {s.env for s in SETTINGS}
+    assert set(env) | {"GATEWAY_BACKENDS_FILE"} == {s.env for s in SETTINGS}  # that one excludes the URL
+    assert Settings.from_env({"GATEWAY_BACKENDS_FILE": "/b.yaml"}).backends_file == Path("/b.yaml")
     s = Settings.from_env(env)
     assert s == Settings(comfyui_url="http://gpu:8188", data_dir=Path("/srv/d"), presets_path=Path("/p.yaml"),
                          host="127.0.0.1", port=8000, api_key="k", max_in_flight=3, job_timeout=30.0,
