@@ -1,5 +1,6 @@
 """What only the PostgreSQL store does: tell every replica of job changes (also after its LISTEN
-connection dropped), migrate once when replicas start together. (The store's behaviour itself is tested on both backends in test_store.)"""
+connection dropped), migrate once when replicas start together. (The store's behaviour itself
+is tested on both backends in test_store.)"""
 
 from __future__ import annotations
 
