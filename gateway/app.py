@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway import delivery, retention
+from gateway import backends, delivery, retention
 from gateway.api import deliveries, gallery, health, live, metrics, pages, preset_admin, saved, static, status, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.metrics import metrics_middleware
@@ -47,7 +47,7 @@ from gateway.models import Preset
 from gateway.outputs import OutputStore, ReferenceStore
 from gateway.outputs_local import LocalOutputStore
 from gateway.outputs_s3 import S3OutputStore, connect
-from gateway.preset_registry import PresetRegistry
+from gateway.preset_registry import PresetRegistry, from_backends
 from gateway.scheduling import Fairness
 from gateway.settings import Settings
 from gateway.storage import Store, WebhookRender
@@ -67,6 +67,8 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
                           client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    specs = backends.configured(urls=settings.comfyui_urls, file=settings.backends_file,
+                                max_in_flight=settings.max_in_flight)
     registry = PresetRegistry(presets_path=settings.presets_path, cache_path=settings.object_info_cache)
     if presets is None:
         registry.load()
@@ -110,26 +112,26 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
         client_id = await _client_id(settings, store)
-        urls = settings.comfyui_urls
+        several = len(specs) > 1
         async with aiohttp.ClientSession() as session:
             def current_presets() -> dict[str, Preset]:
                 return app[PRESETS]
 
             dispatchers = [
                 Dispatcher(
-                    store=store, client=ComfyClient(base_url=url, session=session,
-                                                    client_id=_backend_id(client_id, url, several=len(urls) > 1)),
-                    outputs=app[OUTPUTS], presets=current_presets,
-                    max_in_flight=settings.max_in_flight, job_timeout=settings.job_timeout,
+                    store=store, client=ComfyClient(base_url=spec.url, session=session,
+                                                    client_id=_backend_id(client_id, spec.url, several=several)),
+                    outputs=app[OUTPUTS], presets=current_presets, name=spec.name,
+                    max_in_flight=spec.max_in_flight, job_timeout=settings.job_timeout,
                     max_attempts=settings.max_attempts, hub=app[HUB], references=app[REFERENCES],
                     preview_method=None if settings.preview_method == "none" else settings.preview_method,
                     lease=settings.replica_lease,
                     fairness=Fairness(max_skips=settings.affinity_max_skips, max_wait=settings.affinity_max_wait),
-                    lost_after=settings.backend_lost_after if len(urls) > 1 else None,
+                    lost_after=settings.backend_lost_after if several else None,
                 )
-                for url in urls
+                for spec in specs
             ]
-            fleet = app[FLEET] = Fleet(store=store, dispatchers=dispatchers)
+            fleet = app[FLEET] = Fleet(store=store, dispatchers=dispatchers, weights=[s.weight for s in specs])
             app[DISPATCHER] = dispatchers[0]
             store.listen(fleet.jobs_changed)
             task = asyncio.create_task(fleet.run(), name="dispatchers")
@@ -144,9 +146,9 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
 
     async def presets_ctx(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:
-            client = ComfyClient(base_url=settings.comfyui_urls[0], session=session,
-                                 client_id="comfy-gateway-presets")
-            registry.fetch_object_info = client.object_info
+            registry.fetch_object_info = from_backends([
+                ComfyClient(base_url=spec.url, session=session, client_id="comfy-gateway-presets").object_info
+                for spec in specs])
             tasks = [asyncio.create_task(registry.keep_object_info(), name="object-info")]
             if presets is None:
                 tasks.append(asyncio.create_task(registry.watch(), name="presets-watch"))

@@ -94,6 +94,10 @@ def _optional(raw: str) -> str | None:
     return raw or None
 
 
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw.strip()) if raw.strip() else None
+
+
 def _database_url(raw: str) -> str | None:
     value = raw.strip()
     if not value:
@@ -177,6 +181,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_COMFYUI_URL", "comfyui_url", _urls, "http://127.0.0.1:8188",
             "Base URL of the ComfyUI server the gateway feeds; several, separated by commas, feed "
             "several ComfyUI backends from one queue."),
+    Setting("GATEWAY_BACKENDS_FILE", "backends_file", _optional_path, None,
+            "YAML file naming the ComfyUI backends, each with its own in-flight limit and weight (see Several "
+            "ComfyUI backends); instead of GATEWAY_COMFYUI_URL."),
     Setting("GATEWAY_BACKEND_LOST_AFTER", "backend_lost_after", _positive_float, 60.0,
             "With several backends: seconds a backend may be unreachable before its in-flight jobs are "
             "queued again for the others."),
@@ -275,6 +282,7 @@ class Settings:
     defaults are the ones in `SETTINGS`."""
 
     comfyui_url: str = _DEFAULTS["comfyui_url"]
+    backends_file: Path | None = _DEFAULTS["backends_file"]
     backend_lost_after: float = _DEFAULTS["backend_lost_after"]
     data_dir: Path = _DEFAULTS["data_dir"]
     database_url: str | None = _DEFAULTS["database_url"]
@@ -328,6 +336,13 @@ class Settings:
                 values[setting.attr] = setting.parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"{setting.env}={raw!r} is not valid: {exc}") from exc
+        if values.get("backends_file") is not None:
+            if "comfyui_url" in values:
+                raise ConfigError("GATEWAY_BACKENDS_FILE and GATEWAY_COMFYUI_URL are both set: name the ComfyUI "
+                                  "backends in one place only (the file, or the URLs)")
+            if values.get("comfyui_managed"):
+                raise ConfigError("GATEWAY_BACKENDS_FILE contradicts GATEWAY_COMFYUI_MANAGED=1: the managed mode "
+                                  "runs one ComfyUI, at GATEWAY_COMFYUI_URL")
         if values.get("comfyui_managed"):
             own = cls(comfyui_port=values.get("comfyui_port", _DEFAULTS["comfyui_port"])).managed_comfyui_url
             if values.setdefault("comfyui_url", own) != own:

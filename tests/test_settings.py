@@ -35,7 +35,8 @@ def test_reads_every_variable() -> None:
            "GATEWAY_S3_BUCKET": "results", "GATEWAY_S3_ENDPOINT_URL": "http://minio:9000/",
            "GATEWAY_S3_REGION": "eu-west-1", "GATEWAY_S3_PREFIX": "/comfy/", "GATEWAY_S3_PUBLIC_URL": "https://cdn.x/",
            "GATEWAY_S3_ACCESS_KEY_ID": "AKIA", "GATEWAY_S3_SECRET_ACCESS_KEY": "secret"}
-    assert set(env) == {s.env for s in SETTINGS}
+    assert set(env) | {"GATEWAY_BACKENDS_FILE"} == {s.env for s in SETTINGS}  # that one excludes the URL
+    assert Settings.from_env({"GATEWAY_BACKENDS_FILE": "/b.yaml"}).backends_file == Path("/b.yaml")
     s = Settings.from_env(env)
     assert s == Settings(comfyui_url="http://gpu:8188", data_dir=Path("/srv/d"), presets_path=Path("/p.yaml"),
                          host="127.0.0.1", port=8000, api_key="k", max_in_flight=3, job_timeout=30.0,
