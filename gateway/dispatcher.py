@@ -61,7 +61,9 @@ BackendState = Literal["idle", "loading", "running", "errored", "unreachable"]
 class Backend:
     """What the dispatcher knows of its ComfyUI, for the status route."""
 
+    name: str
     url: str
+    max_in_flight: int
     state: BackendState
     message: str
     version: str | None
@@ -106,7 +108,9 @@ class Dispatcher:
         hub: Hub | None = None, preview_method: str | None = None, clock: Callable[[], float] = time.time,
         references: ReferenceStore | None = None, lease: float = 30.0,
         fairness: Fairness = FIRST_COME, owner: str | None = None, lost_after: float | None = None,
+        name: str | None = None,
     ) -> None:
+        self.name = name or client.base_url
         self._lease = lease
         self._owner = owner or client.client_id
         self._lost_after = lost_after
@@ -156,9 +160,10 @@ class Dispatcher:
         else:
             state, message = "idle", "waiting for work"
         return Backend(
-            url=self._client.base_url, state=state, message=message, version=self._version,
-            loaded_checkpoint=self._loaded_checkpoint, model_swaps=self._model_swaps,
-            running_job=self._running, in_flight=len(self._tracked), durations=tuple(reversed(self._durations)),
+            name=self.name, url=self._client.base_url, max_in_flight=self._max_in_flight, state=state,
+            message=message, version=self._version, loaded_checkpoint=self._loaded_checkpoint,
+            model_swaps=self._model_swaps, running_job=self._running, in_flight=len(self._tracked),
+            durations=tuple(reversed(self._durations)),
         )
 
     def _in_comfy(self) -> int:
@@ -300,7 +305,7 @@ class Dispatcher:
         same step. If another gateway claims the chosen job first, the choice is made again."""
         while True:
             window = await self._store.queue_window(SCHEDULING_WINDOW if self._fairness.max_skips else 1)
-            choice = choose(window, self._expected_checkpoint(), self._clock(), self._fairness)
+            choice = choose(window, self.expected_checkpoint(), self._clock(), self._fairness)
             if choice is None:
                 return None
             job = await self._store.claim(choice.job.id, self._clock(), self._owner, passed=choice.passed)
@@ -311,7 +316,7 @@ class Dispatcher:
                           len(choice.passed), extra=_about(job.id))
             return job
 
-    def _expected_checkpoint(self) -> str | None:
+    def expected_checkpoint(self) -> str | None:
         """The checkpoint ComfyUI will have loaded once the prompts in flight are done."""
         for tracked in reversed(self._tracked.values()):
             if tracked.checkpoint is not None:
