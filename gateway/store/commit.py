@@ -146,9 +146,10 @@ class GroupCommit:
             log.exception("a store listener failed")
 
     async def drain(self) -> None:
-        """Wait for the commits under way."""
+        """Wait for the commits under way (never cancelling them: a group whose commit task
+        ended unfinished would hold the connection's transaction for good)."""
         while self._committers:
-            await asyncio.gather(*self._committers, return_exceptions=True)
+            await asyncio.wait(self._committers)
 
 
 async def _whole(step: Awaitable[T]) -> T:
