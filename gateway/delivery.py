@@ -98,8 +98,11 @@ class DeliveryWorker:
                     return
                 wait = self._poll if delay is None else min(delay, self._poll)
                 if wait > 0:
+                    # not wait_for: on Python 3.11 it drops a cancellation that comes as the wake
+                    # does, and the stopping gateway then waits for this loop for good
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), wait)
+                        async with asyncio.timeout(wait):
+                            await self._wake.wait()
         finally:
             tasks = list(self._in_flight.values())
             for task in tasks:
