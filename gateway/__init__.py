@@ -14,6 +14,8 @@ Modules, one job each (imports only go down this list):
       outputs, events,        outbox, saved results); result, thumbnail, saved and reference files;
       supervisor,             live events for watchers; ComfyUI as a child process (managed mode);
       preset_files            presets.yaml and workflows written atomically
+    dispatch.*              the dispatcher's parts: in-flight jobs and their rules (pure),
+                              results, settling, feeding, ComfyUI events, deadlines, lease, cancel
     dispatcher, check       feeds ComfyUI from the queue and settles jobs; `check` command
     preset_registry         the live preset set: loads, reloads on change, applies API edits
     delivery, retention     sends webhook deliveries from the outbox; removes old results

@@ -3,7 +3,8 @@ URLs), saved results, and the reference images sent with requests.
 
 Names are `presets/<slug>/gen_<unix seconds>_<96 random bits>.<ext>`: they never collide, and
 since they are served without a key, one name says nothing about any other. Saved results are
-links (or copies) under `saved/`, so removing old results never removes a saved one.
+links (or copies) under `saved/`, so removing old results never removes a saved one. A result's
+thumbnail is made when it is first asked for, then kept on disk under the thumbnails folder.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
-from gateway.atomic import write_atomic
+from gateway.atomic import write_atomic, write_new
+from gateway.refimages import sniff
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,9 @@ STATIC_PREFIX = "/static/uploads"
 THUMBS_PREFIX = "/static/thumbs"
 THUMB_SIZE = 320
 """Thumbnails fit in a square of this many pixels."""
+THUMBS_AT_ONCE = 2
+"""Thumbnails decoded at the same time: a gallery page asking for fifty new ones at once must not
+take every core from ComfyUI."""
 RESULTS_FOLDER = "presets"
 SAVED_FOLDER = "saved"
 _EXTENSIONS = {".png", ".jpg", ".jpeg", ".webp", ".gif"}
@@ -39,7 +44,8 @@ class OutputStore:
         self.root = root
         self.thumbs = thumbs if thumbs is not None else root.parent / "thumbs"
         self._making: dict[str, asyncio.Task[None]] = {}
-        """Thumbnails being made, by path: a request for one waits for it."""
+        """Thumbnails being made, by path: a second request for one waits for the first."""
+        self._thumb_slots = asyncio.Semaphore(THUMBS_AT_ONCE)
 
     @staticmethod
     def url(relative_path: str) -> str:
@@ -50,35 +56,47 @@ class OutputStore:
         return f"{THUMBS_PREFIX}/{thumb_path}"
 
     def thumbnail(self, relative_path: str, data: bytes) -> str | None:
-        """Start making a result image's thumbnail (WebP) in the background; returns its path
-        relative to the thumbnails folder, or None when the file is not an image Pillow can read.
+        """Where the thumbnail (WebP) of a result image will be served: its path relative to
+        the thumbnails folder; None when the file is not an image of a kind results come in.
 
-        Only the image's header is read here: decoding a large PNG takes tens of milliseconds,
-        which a job's result should not wait for. `thumbnail_ready` waits for a pending one.
+        Nothing is decoded or written here: the thumbnail is made on its first request
+        (`thumbnail_ready`), so a finished job never waits for it, and one nobody looks at costs
+        nothing. Only the file's first bytes are looked at.
         """
-        try:
-            with Image.open(io.BytesIO(data)):
-                pass
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
-            log.warning("no thumbnail for %s: %s", relative_path, exc)
+        if not is_image(data):
+            log.warning("no thumbnail for %s: not a PNG, JPEG, WebP or GIF image", relative_path)
             return None
-        thumb = str(PurePosixPath(relative_path).with_suffix(".webp"))
-        task = self._making[thumb] = asyncio.create_task(self._make_thumbnail(thumb, data))
-        task.add_done_callback(lambda _: self._making.pop(thumb, None))
-        return thumb
-
-    async def _make_thumbnail(self, thumb: str, data: bytes) -> None:
-        try:
-            encoded = await asyncio.to_thread(_thumbnail, data)
-            await asyncio.to_thread(write_atomic, self.thumbs / thumb, encoded)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
-            log.warning("no thumbnail %s: %s", thumb, exc)
+        return thumb_path_of(relative_path)
 
     async def thumbnail_ready(self, thumb_path: str) -> None:
-        """Wait until the thumbnail at `thumb_path` is written, if it is being made now."""
+        """Make the thumbnail at `thumb_path` from its result image, unless it is on disk already.
+
+        Requests for one thumbnail at once share the work. When there is no such result (or it
+        cannot be decoded) nothing is written, and the thumbnail stays absent.
+        """
+        if _thumb_source_stem(thumb_path) is None or (self.thumbs / thumb_path).is_file():
+            return
         task = self._making.get(thumb_path)
-        if task is not None:
-            await asyncio.shield(task)
+        if task is None:
+            task = self._making[thumb_path] = asyncio.create_task(self._make_thumbnail(thumb_path))
+            task.add_done_callback(lambda _: self._making.pop(thumb_path, None))
+        await asyncio.shield(task)
+
+    async def _make_thumbnail(self, thumb_path: str) -> None:
+        async with self._thumb_slots:
+            await asyncio.to_thread(self._make_thumbnail_now, thumb_path)
+
+    def _make_thumbnail_now(self, thumb_path: str) -> None:
+        stem = _thumb_source_stem(thumb_path)
+        sources = [] if stem is None else [self.root / f"{stem}{ext}" for ext in _EXTENSIONS]
+        source = next((path for path in sources if path.is_file()), None)
+        if source is None:
+            return
+        try:
+            encoded = _thumbnail(source.read_bytes())
+            write_atomic(self.thumbs / thumb_path, encoded)
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
+            log.warning("no thumbnail %s: %s", thumb_path, exc)
 
     async def close(self) -> None:
         """Finish the thumbnails being made."""
@@ -88,7 +106,9 @@ class OutputStore:
         return self.root / relative_path
 
     async def save(self, slug: str, data: bytes, source_name: str) -> str:
-        """Write one result file atomically; returns its path relative to the uploads folder.
+        """Write one result file and flush it to disk; returns its path relative to the uploads
+        folder. The name is new and random, so the file is never seen half-written: nothing names
+        it until the caller stores the path with its job.
 
         Raises OSError (disk full, folder not writable) with nothing left half-written.
         """
@@ -96,7 +116,7 @@ class OutputStore:
         if ext not in _EXTENSIONS:
             ext = ".png"
         relative = f"{RESULTS_FOLDER}/{slug}/gen_{int(time.time())}_{secrets.token_hex(12)}{ext}"
-        await asyncio.to_thread(write_atomic, self.root / relative, data)
+        await asyncio.to_thread(write_new, self.root / relative, data)
         return relative
 
     async def keep(self, relative_path: str) -> str:
@@ -137,6 +157,28 @@ class ReferenceStore:
     async def read(self, name: str) -> bytes:
         """The image's bytes; raises OSError when it is gone."""
         return await asyncio.to_thread(self.path(name).read_bytes)
+
+
+def is_image(data: bytes) -> bool:
+    """Whether a file's first bytes are those of a PNG, JPEG, WebP or GIF image."""
+    return sniff(data) is not None or data[:6] in (b"GIF87a", b"GIF89a")
+
+
+def thumb_path_of(relative_path: str) -> str:
+    """A result's thumbnail path, relative to the thumbnails folder: the same name, in WebP."""
+    return str(PurePosixPath(relative_path).with_suffix(".webp"))
+
+
+def _thumb_source_stem(thumb_path: str) -> str | None:
+    """The result path, without its extension, that a thumbnail path is made from; None for a
+    path that names no result (outside the results folder, hidden, `..`, not WebP)."""
+    path = PurePosixPath(thumb_path)
+    parts = path.parts
+    if path.suffix != ".webp" or len(parts) < 2 or parts[0] != RESULTS_FOLDER:
+        return None
+    if any(part.startswith(".") or part in ("", "..") for part in parts):
+        return None
+    return str(path.with_suffix(""))
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

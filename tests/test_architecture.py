@@ -17,9 +17,13 @@ LAYERS = {
     "gateway.jobs": 2, "gateway.comfy.protocol": 2, "gateway.keys": 2, "gateway.backoff": 2,
     "gateway.editor": 2, "gateway.atomic": 2, "gateway.loras": 2, "gateway.choices": 2,
     "gateway.parameters": 2, "gateway.webhooks": 2, "gateway.refimages": 2, "gateway.storage": 2,
-    "gateway.scheduling": 2, "gateway.logs": 2, "gateway.metrics": 3,
+    "gateway.scheduling": 2, "gateway.logs": 2, "gateway.dispatch.inflight": 2, "gateway.metrics": 3,
     "gateway.comfy.client": 3, "gateway.store": 3, "gateway.store_pg": 3, "gateway.outputs": 3, "gateway.events": 3,
     "gateway.supervisor": 3, "gateway.preset_files": 3,
+    # the dispatcher's parts: results, then the shared base, then one part per concept over it
+    "gateway.dispatch.results": 3.5, "gateway.dispatch.base": 3.6, "gateway.dispatch.feeding": 3.8,
+    "gateway.dispatch.comfy_events": 3.8, "gateway.dispatch.deadlines": 3.8, "gateway.dispatch.lease": 3.8,
+    "gateway.dispatch.control": 3.8,
     "gateway.dispatcher": 4, "gateway.check": 4, "gateway.preset_registry": 4, "gateway.delivery": 4,
     "gateway.retention": 4, "gateway.fleet": 4.5,  # over one dispatcher per ComfyUI backend
     "gateway.app": 6, "gateway.__main__": 7,
@@ -27,7 +31,7 @@ LAYERS = {
 PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compiler", "gateway.jobs",
         "gateway.comfy.protocol", "gateway.keys", "gateway.backoff", "gateway.editor", "gateway.loras",
         "gateway.choices", "gateway.parameters", "gateway.webhooks", "gateway.refimages", "gateway.storage",
-        "gateway.scheduling"}
+        "gateway.scheduling", "gateway.dispatch.inflight"}
 IO_LIBRARIES = {"aiohttp", "aiosqlite", "asyncpg", "httpx", "websockets", "sqlite3", "asyncio", "os"}
 SDK = "gateway.sdk"
 """The client: its own layer beside the service. It may use only the shared error and model
