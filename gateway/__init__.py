@@ -5,6 +5,8 @@ Modules, one job each (imports only go down this list):
     settings                all configuration, from the environment
     bindings, presets       where parameters go in a graph; loading presets.yaml + workflows
     editor, loras, choices  editor-format workflows converted; LoRA insertion; allowed names (pure)
+      editor_graph,           (the editor's graph read into nodes, links and slots; a node
+      editor_widgets          definition's widgets and their saved values)
     compiler, jobs          request -> prompts; the job state machine (pure)
     parameters              a preset's parameters described for clients (pure)
     comfy.protocol, keys    ComfyUI frames and answers parsed (pure); API key hashing (pure)

@@ -15,7 +15,8 @@ LAYERS = {
     "gateway.errors": 1, "gateway.models": 1,
     "gateway.settings": 2, "gateway.bindings": 2, "gateway.presets": 2, "gateway.compiler": 2,
     "gateway.jobs": 2, "gateway.comfy.protocol": 2, "gateway.keys": 2, "gateway.backoff": 2,
-    "gateway.editor": 2, "gateway.atomic": 2, "gateway.loras": 2, "gateway.choices": 2,
+    "gateway.editor": 2, "gateway.editor_graph": 2, "gateway.editor_widgets": 2, "gateway.atomic": 2,
+    "gateway.loras": 2, "gateway.choices": 2,
     "gateway.parameters": 2, "gateway.webhooks": 2, "gateway.refimages": 2, "gateway.storage": 2,
     "gateway.scheduling": 2, "gateway.logs": 2, "gateway.dispatch.inflight": 2, "gateway.metrics": 3,
     "gateway.comfy.client": 3, "gateway.store": 3, "gateway.store_pg": 3, "gateway.outputs": 3, "gateway.events": 3,
@@ -29,7 +30,8 @@ LAYERS = {
     "gateway.app": 6, "gateway.__main__": 7,
 }
 PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compiler", "gateway.jobs",
-        "gateway.comfy.protocol", "gateway.keys", "gateway.backoff", "gateway.editor", "gateway.loras",
+        "gateway.comfy.protocol", "gateway.keys", "gateway.backoff", "gateway.editor", "gateway.editor_graph",
+        "gateway.editor_widgets", "gateway.loras",
         "gateway.choices", "gateway.parameters", "gateway.webhooks", "gateway.refimages", "gateway.storage",
         "gateway.scheduling", "gateway.dispatch.inflight"}
 IO_LIBRARIES = {"aiohttp", "aiosqlite", "asyncpg", "httpx", "websockets", "sqlite3", "asyncio", "os"}
