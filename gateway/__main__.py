@@ -13,10 +13,10 @@ from aiohttp import web
 
 from gateway import logs
 from gateway.api.auth import create_key
-from gateway.app import create_app, open_store
+from gateway.app import create_app, open_outputs, open_store
 from gateway.errors import ConfigError
 from gateway.models import MAX_PRIORITY
-from gateway.outputs import OutputStore, ReferenceStore
+from gateway.outputs import ReferenceStore
 from gateway.retention import sweep
 from gateway.sdk.cli import add_generate_command, run_generate
 from gateway.settings import Settings
@@ -97,15 +97,15 @@ async def _cleanup(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     store = await open_store(settings)
     try:
-        swept = await sweep(outputs=OutputStore(settings.uploads_dir),
-                            references=ReferenceStore(settings.references_dir), store=store,
-                            older_than_days=days, dry_run=args.dry_run)
+        with open_outputs(settings) as outputs:
+            swept = await sweep(outputs=outputs, references=ReferenceStore(settings.references_dir), store=store,
+                                older_than_days=days, dry_run=args.dry_run)
     finally:
         await store.close()
     verb = "would remove" if args.dry_run else "removed"
-    for path in swept.paths:
-        print(f"{verb} {path}")
-    print(f"{verb} {len(swept.paths)} file(s), {swept.bytes} bytes, older than {days:g} day(s)")
+    for location in swept.locations:
+        print(f"{verb} {location}")
+    print(f"{verb} {len(swept.locations)} file(s), {swept.bytes} bytes, older than {days:g} day(s)")
     return 0
 
 

@@ -10,13 +10,13 @@ import logging
 import secrets
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from gateway import delivery, retention
+from gateway import backends, delivery, retention
 from gateway.api import deliveries, gallery, health, live, metrics, pages, preset_admin, saved, static, status, v1
 from gateway.api.auth import KeyRing, create_key
 from gateway.api.metrics import metrics_middleware
@@ -32,6 +32,7 @@ from gateway.api.state import (
     PRESETS,
     REFERENCES,
     REGISTRY,
+    RESULT_FILES,
     SETTINGS,
     STORE,
     SUPERVISOR,
@@ -44,7 +45,9 @@ from gateway.fleet import Fleet
 from gateway.metrics import Metrics
 from gateway.models import Preset
 from gateway.outputs import OutputStore, ReferenceStore
-from gateway.preset_registry import PresetRegistry
+from gateway.outputs_local import LocalOutputStore
+from gateway.outputs_s3 import S3OutputStore, connect
+from gateway.preset_registry import PresetRegistry, from_backends
 from gateway.scheduling import Fairness
 from gateway.settings import Settings
 from gateway.storage import Store, WebhookRender
@@ -64,6 +67,8 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
                           client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    specs = backends.configured(urls=settings.comfyui_urls, file=settings.backends_file,
+                                max_in_flight=settings.max_in_flight)
     registry = PresetRegistry(presets_path=settings.presets_path, cache_path=settings.object_info_cache)
     if presets is None:
         registry.load()
@@ -71,14 +76,23 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
         registry.presets.update(presets)
     app[REGISTRY] = registry
     app[PRESETS] = registry.presets
-    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-    app[OUTPUTS] = OutputStore(settings.uploads_dir, thumbs=settings.thumbs_dir)
+    closing = contextlib.ExitStack()
+    outputs = app[OUTPUTS] = closing.enter_context(open_outputs(settings))
     app[REFERENCES] = ReferenceStore(settings.references_dir)
-    for module in (v1, preset_admin, deliveries, saved, live, gallery, status, health, metrics, static, pages):
+    for module in (v1, preset_admin, deliveries, saved, live, gallery, status, health, metrics, pages):
         app.add_routes(module.routes())
+    if isinstance(outputs, LocalOutputStore):  # else image URLs point at the bucket
+        app[RESULT_FILES] = outputs
+        app.add_routes(static.routes())
+
+    async def outputs_ctx(app: web.Application) -> AsyncIterator[None]:
+        with closing:
+            yield
+            await outputs.close()
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = await open_store(settings, webhook=webhook_render(on_start=settings.webhook_on_start))
+        store = await open_store(settings, webhook=webhook_render(on_start=settings.webhook_on_start,
+                                                                      urls=outputs))
         app[STORE] = store
         hub = app[HUB] = Hub(queue_positions=store.queue_positions)
         store.listen(hub.jobs_changed)
@@ -98,26 +112,26 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         store = app[STORE]
         client_id = await _client_id(settings, store)
-        urls = settings.comfyui_urls
+        several = len(specs) > 1
         async with aiohttp.ClientSession() as session:
             def current_presets() -> dict[str, Preset]:
                 return app[PRESETS]
 
             dispatchers = [
                 Dispatcher(
-                    store=store, client=ComfyClient(base_url=url, session=session,
-                                                    client_id=_backend_id(client_id, url, several=len(urls) > 1)),
-                    outputs=app[OUTPUTS], presets=current_presets,
-                    max_in_flight=settings.max_in_flight, job_timeout=settings.job_timeout,
+                    store=store, client=ComfyClient(base_url=spec.url, session=session,
+                                                    client_id=_backend_id(client_id, spec.url, several=several)),
+                    outputs=app[OUTPUTS], presets=current_presets, name=spec.name,
+                    max_in_flight=spec.max_in_flight, job_timeout=settings.job_timeout,
                     max_attempts=settings.max_attempts, hub=app[HUB], references=app[REFERENCES],
                     preview_method=None if settings.preview_method == "none" else settings.preview_method,
                     lease=settings.replica_lease,
                     fairness=Fairness(max_skips=settings.affinity_max_skips, max_wait=settings.affinity_max_wait),
-                    lost_after=settings.backend_lost_after if len(urls) > 1 else None,
+                    lost_after=settings.backend_lost_after if several else None,
                 )
-                for url in urls
+                for spec in specs
             ]
-            fleet = app[FLEET] = Fleet(store=store, dispatchers=dispatchers)
+            fleet = app[FLEET] = Fleet(store=store, dispatchers=dispatchers, weights=[s.weight for s in specs])
             app[DISPATCHER] = dispatchers[0]
             store.listen(fleet.jobs_changed)
             task = asyncio.create_task(fleet.run(), name="dispatchers")
@@ -132,9 +146,9 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
 
     async def presets_ctx(app: web.Application) -> AsyncIterator[None]:
         async with aiohttp.ClientSession() as session:
-            client = ComfyClient(base_url=settings.comfyui_urls[0], session=session,
-                                 client_id="comfy-gateway-presets")
-            registry.fetch_object_info = client.object_info
+            registry.fetch_object_info = from_backends([
+                ComfyClient(base_url=spec.url, session=session, client_id="comfy-gateway-presets").object_info
+                for spec in specs])
             tasks = [asyncio.create_task(registry.keep_object_info(), name="object-info")]
             if presets is None:
                 tasks.append(asyncio.create_task(registry.watch(), name="presets-watch"))
@@ -166,6 +180,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
         async with _background(sweeper, "retention"):
             yield
 
+    app.cleanup_ctx.append(outputs_ctx)
     app.cleanup_ctx.append(store_ctx)
     if settings.comfyui_managed:
         app.cleanup_ctx.append(_managed_comfyui_ctx(settings))
@@ -175,6 +190,21 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
     app.cleanup_ctx.append(retention_ctx)
     app.on_shutdown.append(close_streams)
     return app
+
+
+@contextlib.contextmanager
+def open_outputs(settings: Settings) -> Iterator[OutputStore]:
+    """The configured result store: an S3-compatible bucket with GATEWAY_S3_BUCKET (its client closed
+    at the end), else the uploads folder."""
+    if settings.s3_bucket is None or settings.s3_public_base is None:
+        settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+        yield LocalOutputStore(settings.uploads_dir, thumbs=settings.thumbs_dir)
+        return
+    client = connect(endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                     access_key_id=settings.s3_access_key_id, secret_access_key=settings.s3_secret_access_key)
+    with contextlib.closing(client):
+        yield S3OutputStore(client=client, bucket=settings.s3_bucket, prefix=settings.s3_prefix or "",
+                            public_url=settings.s3_public_base)
 
 
 async def open_store(settings: Settings, *, webhook: WebhookRender | None = None) -> Store:

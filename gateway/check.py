@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway import backends
 from gateway.bindings import is_link
 from gateway.choices import combo_choices, shown
 from gateway.comfy.client import ComfyClient
@@ -51,13 +52,13 @@ def _cached_object_info(settings: Settings) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-async def _fetch_object_info(settings: Settings) -> dict[str, Any] | None:
+async def _fetch_object_info(url: str) -> dict[str, Any] | None:
     async with aiohttp.ClientSession() as session:
-        client = ComfyClient(base_url=settings.comfyui_url, session=session, client_id="comfy-gateway-check")
+        client = ComfyClient(base_url=url, session=session, client_id="comfy-gateway-check")
         try:
             return await client.object_info()
         except ComfyUnavailable as exc:
-            print(f"skip ComfyUI checks: {exc.message}")
+            print(f"skip ComfyUI checks on {url}: {exc.message}")
             return None
 
 
@@ -66,8 +67,12 @@ async def run_check(settings: Settings, *, offline: bool = False) -> int:
 
     Editor-format workflows are converted with ComfyUI's /object_info (or, offline or when
     ComfyUI does not answer, the one the gateway last kept); each that cannot be is a failure.
+    With several backends, every preset is checked against each of them: any may run it.
     """
-    object_info = None if offline else await _fetch_object_info(settings)
+    specs = backends.configured(urls=settings.comfyui_urls, file=settings.backends_file,
+                                max_in_flight=settings.max_in_flight)
+    infos = {spec.url: None if offline else await _fetch_object_info(spec.url) for spec in specs}
+    object_info = next((info for info in infos.values() if info is not None), None)
     try:
         loaded = read_presets(settings.presets_path, object_info=object_info or _cached_object_info(settings))
     except ConfigError as exc:
@@ -83,12 +88,13 @@ async def run_check(settings: Settings, *, offline: bool = False) -> int:
     for slug, reason in loaded.unconverted.items():
         failures += 1
         print(f"FAIL {slug}: {reason}")
-    if object_info is None:
-        return 1 if failures else 0
-    for preset in presets.values():
-        for problem in problems_against(preset, object_info):
-            failures += 1
-            print(f"FAIL {preset.slug}: {problem}")
-    if not failures:
-        print(f"ok   every preset is runnable on {settings.comfyui_url}")
+    for url, info in infos.items():
+        if info is None:
+            continue
+        found = [(preset.slug, problem) for preset in presets.values() for problem in problems_against(preset, info)]
+        for slug, problem in found:
+            print(f"FAIL {slug}: {problem}" + (f" ({url})" if len(infos) > 1 else ""))
+        if not found:
+            print(f"ok   every preset is runnable on {url}")
+        failures += len(found)
     return 1 if failures else 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.errors import InvalidParameter
@@ -57,3 +57,44 @@ def unknown_name(request: GenerateRequest, object_info: Mapping[str, Any] | None
             return InvalidParameter(field, f"{field}: {value!r} is not available on this ComfyUI "
                                            f"(choices: {shown(choices)})")
     return None
+
+
+def merge_object_info(infos: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One `/object_info` for several ComfyUI backends: the node types of the first, with every
+    list of choices (checkpoints, LoRAs, samplers, ...) the union over all of them, in the order
+    first seen. The inputs are left unchanged."""
+    if not infos:
+        raise ValueError("no /object_info to merge")
+    merged = dict(infos[0])
+    for class_type, info in infos[0].items():
+        groups = info.get("input") if isinstance(info, Mapping) else None
+        if not isinstance(groups, Mapping):
+            continue
+        new_groups = dict(groups)
+        for group, specs in groups.items():
+            if not isinstance(specs, Mapping):
+                continue
+            new_specs = dict(specs)
+            for input_name, spec in specs.items():
+                union = _union([input_choices(other, class_type, input_name) for other in infos])
+                if union is not None:
+                    new_specs[input_name] = _with_choices(spec, union)
+            new_groups[group] = new_specs
+        merged[class_type] = {**info, "input": new_groups}
+    return merged
+
+
+def _union(lists: list[list[Any] | None]) -> list[Any] | None:
+    if lists[0] is None:
+        return None
+    seen: dict[str, Any] = {}
+    for choices in lists:
+        for value in choices or ():
+            seen.setdefault(repr(value), value)
+    return list(seen.values())
+
+
+def _with_choices(spec: list[Any], choices: list[Any]) -> list[Any]:
+    if isinstance(spec[0], list):
+        return [choices, *spec[1:]]
+    return [spec[0], {**spec[1], "options": choices}, *spec[2:]]

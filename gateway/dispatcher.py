@@ -60,7 +60,9 @@ BackendState = Literal["idle", "loading", "running", "errored", "unreachable"]
 class Backend:
     """What the dispatcher knows of its ComfyUI, for the status route."""
 
+    name: str
     url: str
+    max_in_flight: int
     state: BackendState
     message: str
     version: str | None
@@ -84,7 +86,9 @@ class Dispatcher(Feeding, EventHandling, Deadlines, Lease, Control):
         hub: Hub | None = None, preview_method: str | None = None, clock: Callable[[], float] = time.time,
         references: ReferenceStore | None = None, lease: float = 30.0,
         fairness: Fairness = FIRST_COME, owner: str | None = None, lost_after: float | None = None,
+        name: str | None = None,
     ) -> None:
+        self.name = name or client.base_url
         self._lease = lease
         self._owner = owner or client.client_id
         self._lost_after = lost_after
@@ -134,9 +138,10 @@ class Dispatcher(Feeding, EventHandling, Deadlines, Lease, Control):
         else:
             state, message = "idle", "waiting for work"
         return Backend(
-            url=self._client.base_url, state=state, message=message, version=self._version,
-            loaded_checkpoint=self._loaded_checkpoint, model_swaps=self._model_swaps,
-            running_job=self._running, in_flight=len(self._tracked), durations=tuple(reversed(self._durations)),
+            name=self.name, url=self._client.base_url, max_in_flight=self._max_in_flight, state=state,
+            message=message, version=self._version, loaded_checkpoint=self._loaded_checkpoint,
+            model_swaps=self._model_swaps, running_job=self._running, in_flight=len(self._tracked),
+            durations=tuple(reversed(self._durations)),
         )
 
     @property

@@ -13,6 +13,11 @@ How work is shared out:
   from its history when it is back); after that they are queued again for the others, and their
   prompts are taken out of it when it returns, before it is fed again.
 
+- Weights decide who looks first: when jobs are queued, the fleet wakes the backends in
+  `gateway.backends.wake_order` (a backend that will have one of the new jobs' checkpoints
+  loaded, then the highest weight, then configured order). A woken backend with a free slot
+  claims at once, so of several free backends the first woken takes the job.
+
 The fleet answers the API's questions (status, metrics, cancel) for all backends together.
 """
 
@@ -22,17 +27,22 @@ import asyncio
 import statistics
 from collections.abc import Sequence
 
+from gateway.backends import DEFAULT_WEIGHT, Offer, wake_order
 from gateway.dispatcher import CANCELLED, Backend, Dispatcher
 from gateway.jobs import IN_COMFY, Job, State
 from gateway.storage import Store
 
 
 class Fleet:
-    def __init__(self, *, store: Store, dispatchers: Sequence[Dispatcher]) -> None:
+    def __init__(self, *, store: Store, dispatchers: Sequence[Dispatcher],
+                 weights: Sequence[float] | None = None) -> None:
         if not dispatchers:
             raise ValueError("a fleet needs at least one dispatcher")
+        if weights is not None and len(weights) != len(dispatchers):
+            raise ValueError("a fleet needs one weight per dispatcher")
         self._store = store
         self.dispatchers = tuple(dispatchers)
+        self.weights = tuple(weights) if weights is not None else (DEFAULT_WEIGHT,) * len(dispatchers)
 
     @property
     def backends(self) -> list[Backend]:
@@ -63,14 +73,18 @@ class Fleet:
         durations = [s for d in self.dispatchers for s in d.backend.durations]
         return statistics.median(durations) if durations else None
 
-    def wake(self) -> None:
-        for dispatcher in self.dispatchers:
-            dispatcher.wake()
+    def wake(self, wanted: set[str] | None = None) -> None:
+        """Wake every backend's feeder, in `wake_order` for jobs using the checkpoints `wanted`."""
+        offers = [Offer(weight, d.expected_checkpoint())
+                  for d, weight in zip(self.dispatchers, self.weights, strict=True)]
+        for index in wake_order(offers, wanted or set()):
+            self.dispatchers[index].wake()
 
     def jobs_changed(self, changes: list[tuple[Job, State | None]]) -> None:
-        """A store listener: queued jobs wake every backend's feeder."""
-        for dispatcher in self.dispatchers:
-            dispatcher.jobs_changed(changes)
+        """A store listener: queued jobs wake every backend's feeder, the best placed first."""
+        queued = [job for job, _ in changes if job.state is State.QUEUED]
+        if queued:
+            self.wake({c for job in queued if isinstance(c := job.params.get("checkpoint"), str)})
 
     async def run(self, *, until_idle: bool = False) -> None:
         """Run every dispatcher; with `until_idle`, until all are idle."""

@@ -26,12 +26,15 @@ _WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 3
 
 @dataclass(frozen=True)
 class BackendFigures:
-    """One ComfyUI backend's figures, labelled by its URL."""
+    """One ComfyUI backend's figures, labelled by its name."""
 
+    name: str
     url: str
     up: bool
     in_flight: int
+    max_in_flight: int
     model_swaps: int
+    loaded_checkpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,15 +126,30 @@ class _LiveCollector(Collector):
         if live.loaded_checkpoint is not None:
             loaded.add_metric([live.loaded_checkpoint], 1)
         yield loaded
-        up = GaugeMetricFamily("gateway_backend_up", "1 while the websocket to this ComfyUI backend is connected.",
-                               labels=["backend"])
-        in_flight = GaugeMetricFamily("gateway_backend_in_flight", "Prompts the gateway has in this ComfyUI backend.",
-                                      labels=["backend"])
-        swaps = CounterMetricFamily("gateway_backend_model_swaps",
-                                    "Checkpoint changes in this ComfyUI backend since the gateway started.",
-                                    labels=["backend"])
-        for backend in live.backends:
-            up.add_metric([backend.url], int(backend.up))
-            in_flight.add_metric([backend.url], backend.in_flight)
-            swaps.add_metric([backend.url], backend.model_swaps)
-        yield from (up, in_flight, swaps)
+        yield from _backend_metrics(live.backends)
+
+
+def _backend_metrics(backends: tuple[BackendFigures, ...]) -> Iterator[Metric]:
+    """Per ComfyUI backend, labelled `backend` with its name."""
+    info = GaugeMetricFamily("gateway_backend_info", "1 per ComfyUI backend, with its URL.", labels=["backend", "url"])
+    up = GaugeMetricFamily("gateway_backend_up", "1 while the websocket to this ComfyUI backend is connected.",
+                           labels=["backend"])
+    in_flight = GaugeMetricFamily("gateway_backend_in_flight", "Prompts the gateway has in this ComfyUI backend.",
+                                  labels=["backend"])
+    limit = GaugeMetricFamily("gateway_backend_max_in_flight",
+                              "The most prompts the gateway keeps in this ComfyUI backend at once.", labels=["backend"])
+    swaps = CounterMetricFamily("gateway_backend_model_swaps",
+                                "Checkpoint changes in this ComfyUI backend since the gateway started.",
+                                labels=["backend"])
+    loaded = GaugeMetricFamily("gateway_backend_loaded_checkpoint",
+                               "1 for the checkpoint this ComfyUI backend has loaded, if known.",
+                               labels=["backend", "checkpoint"])
+    for backend in backends:
+        info.add_metric([backend.name, backend.url], 1)
+        up.add_metric([backend.name], int(backend.up))
+        in_flight.add_metric([backend.name], backend.in_flight)
+        limit.add_metric([backend.name], backend.max_in_flight)
+        swaps.add_metric([backend.name], backend.model_swaps)
+        if backend.loaded_checkpoint is not None:
+            loaded.add_metric([backend.name, backend.loaded_checkpoint], 1)
+    yield from (info, up, in_flight, limit, swaps, loaded)

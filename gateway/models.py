@@ -255,13 +255,17 @@ class JobCountsOut(BaseModel):
 
 
 class BackendOut(BaseModel):
+    name: str = Field(description="The backend's name: from the backends file, else its host and port.")
     url: str
+    reachable: bool = Field(description="Whether the websocket to this ComfyUI is connected.")
     state: Literal["idle", "loading", "running", "errored", "unreachable"]
     message: str = Field(description="What the state means now, for people.")
     version: str | None = Field(description="ComfyUI's version, once it has answered.")
     loaded_checkpoint: str | None = Field(description="The checkpoint ComfyUI last loaded for a job, if known.")
     model_swaps: int = Field(description="Checkpoint changes since the gateway started.")
     in_flight: int = Field(0, description="Prompts the gateway has in this ComfyUI now.")
+    max_in_flight: int = Field(description="The most prompts the gateway keeps in this ComfyUI at once.")
+    weight: float = Field(description="Preference among free backends for new jobs (higher first).")
 
 
 class EstimatesOut(BaseModel):

@@ -8,7 +8,8 @@ is seen by `watch()` and reloaded; a broken edit is logged and the old set kept.
 
 Editor-format workflows are converted with ComfyUI's `/object_info`. The last one fetched is kept
 in `cache_path` (`<data dir>/object_info.json`), so such presets load at startup even before
-ComfyUI answers; without any, they are reported in `unconverted` until one is fetched.
+ComfyUI answers; without any, they are reported in `unconverted` until one is fetched. With
+several backends it is asked of all of them and merged (`from_backends`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway import preset_files
 from gateway.atomic import write_atomic
+from gateway.choices import merge_object_info
 from gateway.editor import ConversionError, is_editor_format
 from gateway.errors import ComfyUnavailable, ConfigError, InvalidParameter, PresetExists, PresetNotFound
 from gateway.models import Preset
@@ -32,6 +34,26 @@ from gateway.presets import LoadedPresets, parse_graph, presets_from_specs, read
 log = logging.getLogger(__name__)
 
 FetchObjectInfo = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def from_backends(fetchers: Sequence[FetchObjectInfo]) -> FetchObjectInfo:
+    """One /object_info for several ComfyUI backends, asked together: the node types of the first
+    that answers (in configured order), every list of choices the union over all that answer
+    (`merge_object_info`). Raises ComfyUnavailable when none answers."""
+    if len(fetchers) == 1:
+        return fetchers[0]
+
+    async def fetch() -> dict[str, Any]:
+        answers = await asyncio.gather(*(f() for f in fetchers), return_exceptions=True)
+        infos = [a for a in answers if isinstance(a, dict)]
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, ComfyUnavailable):
+                raise answer
+        if not infos:
+            raise ComfyUnavailable("no ComfyUI backend answered GET /object_info")
+        return merge_object_info(infos)
+
+    return fetch
 _FIELDS = {"name", "description", "defaults", "params", "timeout"}
 
 

@@ -1,6 +1,6 @@
-"""Removes old unsaved result images and reference images no job needs any more.
+"""Removes old unsaved result images (and their thumbnails) and reference images no job needs any more.
 
-Saved results live under `saved/` as their own links or copies, so they are never touched here.
+Saved results live under `saved/` as their own copies or links, so they are never touched here.
 Job records stay; an expired result's URL then answers 404.
 """
 
@@ -11,9 +11,9 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 
-from gateway.outputs import RESULTS_FOLDER, OutputStore, ReferenceStore
+from gateway.outputs import OutputStore, ReferenceStore, StoredFile
 from gateway.storage import Store
 
 log = logging.getLogger(__name__)
@@ -24,41 +24,28 @@ INTERVAL = 3600.0
 
 @dataclass(frozen=True)
 class Swept:
-    paths: list[Path]
+    locations: list[str]
+    """What was removed (or with `dry_run`, would be): paths, or s3:// URLs of objects."""
     bytes: int
 
 
-def expired(files: Iterable[tuple[Path, float, int]], cutoff: float, keep: set[str]) -> list[tuple[Path, int]]:
-    """Of `(path, mtime, size)`, those last written before `cutoff` whose name is not in `keep`."""
-    return [(path, size) for path, mtime, size in files if mtime < cutoff and path.name not in keep]
-
-
-def _files(root: Path) -> list[tuple[Path, float, int]]:
-    found = []
-    if root.is_dir():
-        for path in root.rglob("*"):
-            if path.is_file() and not path.is_symlink():
-                stat = path.stat()
-                found.append((path, stat.st_mtime, stat.st_size))
-    return found
-
-
-def _remove(paths: list[Path]) -> None:
-    for path in paths:
-        path.unlink(missing_ok=True)
+def expired(files: Iterable[StoredFile], cutoff: float, keep: set[str]) -> list[tuple[str, int]]:
+    """Of `(location, mtime, size)`, those last written before `cutoff` whose name is not in `keep`."""
+    return [(location, size) for location, mtime, size in files
+            if mtime < cutoff and PurePosixPath(location).name not in keep]
 
 
 async def sweep(*, outputs: OutputStore, references: ReferenceStore, store: Store, older_than_days: float,
                 dry_run: bool = False, now: float | None = None) -> Swept:
     """Remove (or with `dry_run`, only list) files older than `older_than_days`."""
     cutoff = (time.time() if now is None else now) - older_than_days * DAY
-    results = await asyncio.to_thread(_files, outputs.root / RESULTS_FOLDER)
-    refs = await asyncio.to_thread(_files, references.root)
-    chosen = expired(results, cutoff, set()) + expired(refs, cutoff, await store.live_references())
-    paths = [path for path, _ in chosen]
+    results = expired(await outputs.results(), cutoff, set())
+    refs = expired(await references.files(), cutoff, await store.live_references())
     if not dry_run:
-        await asyncio.to_thread(_remove, paths)
-    return Swept(paths=paths, bytes=sum(size for _, size in chosen))
+        await outputs.delete([location for location, _ in results])
+        await references.delete([location for location, _ in refs])
+    chosen = results + refs
+    return Swept(locations=[location for location, _ in chosen], bytes=sum(size for _, size in chosen))
 
 
 async def run_periodically(*, outputs: OutputStore, references: ReferenceStore, store: Store,
@@ -70,8 +57,8 @@ async def run_periodically(*, outputs: OutputStore, references: ReferenceStore, 
             if retention_days > 0:
                 swept = await sweep(outputs=outputs, references=references, store=store,
                                     older_than_days=retention_days)
-                if swept.paths:
-                    log.info("retention: removed %d file(s), %d bytes", len(swept.paths), swept.bytes)
+                if swept.locations:
+                    log.info("retention: removed %d file(s), %d bytes", len(swept.locations), swept.bytes)
         except Exception:
             log.exception("retention sweep failed; trying again later")
         await asyncio.sleep(interval)

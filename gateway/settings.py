@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -93,12 +94,47 @@ def _optional(raw: str) -> str | None:
     return raw or None
 
 
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw.strip()) if raw.strip() else None
+
+
 def _database_url(raw: str) -> str | None:
     value = raw.strip()
     if not value:
         return None
     if not value.startswith(("postgresql://", "postgres://")):
         raise ValueError("must start with postgresql:// (leave it unset for the embedded SQLite database)")
+    return value
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$")
+_REGION = re.compile(r"^[a-z0-9-]+$")
+
+
+def _bucket(raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not _BUCKET.match(value) or ".." in value:
+        raise ValueError("must be a bucket name: 3 to 63 lowercase letters, digits, dots and hyphens")
+    return value
+
+
+def _s3_prefix(raw: str) -> str | None:
+    """A key prefix, kept with one trailing slash (`results` -> `results/`)."""
+    value = raw.strip().strip("/")
+    if not value:
+        return None
+    if not _PREFIX.match(value) or any(part in {".", ".."} for part in value.split("/")):
+        raise ValueError("must be folder names (letters, digits and !_.*'()-) separated by single slashes")
+    return value + "/"
+
+
+def _region(raw: str) -> str:
+    value = raw.strip()
+    if not _REGION.match(value):
+        raise ValueError("must be a region name such as us-east-1 (or auto for Cloudflare R2)")
     return value
 
 
@@ -145,6 +181,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GATEWAY_COMFYUI_URL", "comfyui_url", _urls, "http://127.0.0.1:8188",
             "Base URL of the ComfyUI server the gateway feeds; several, separated by commas, feed "
             "several ComfyUI backends from one queue."),
+    Setting("GATEWAY_BACKENDS_FILE", "backends_file", _optional_path, None,
+            "YAML file naming the ComfyUI backends, each with its own in-flight limit and weight (see Several "
+            "ComfyUI backends); instead of GATEWAY_COMFYUI_URL."),
     Setting("GATEWAY_BACKEND_LOST_AFTER", "backend_lost_after", _positive_float, 60.0,
             "With several backends: seconds a backend may be unreachable before its in-flight jobs are "
             "queued again for the others."),
@@ -214,6 +253,23 @@ SETTINGS: tuple[Setting, ...] = (
             "Allow webhooks to loopback, private and link-local addresses (only on a trusted network)."),
     Setting("GATEWAY_RETENTION_DAYS", "retention_days", _non_negative_int, 0,
             "Days unsaved result images are kept; 0 keeps them forever. Saved results are never removed."),
+    Setting("GATEWAY_S3_BUCKET", "s3_bucket", _bucket, None,
+            "Keep result images and thumbnails in this S3-compatible bucket instead of the data folder "
+            "(see Results in an S3-compatible bucket)."),
+    Setting("GATEWAY_S3_ENDPOINT_URL", "s3_endpoint_url", _optional_url, None,
+            "With a bucket: the S3 API of a store other than AWS (MinIO, Cloudflare R2, ...); unset: AWS S3."),
+    Setting("GATEWAY_S3_REGION", "s3_region", _region, "us-east-1",
+            "With a bucket: its region (`auto` for Cloudflare R2)."),
+    Setting("GATEWAY_S3_PREFIX", "s3_prefix", _s3_prefix, None,
+            "With a bucket: a folder for every object the gateway writes, e.g. `comfy/`; unset: the bucket's root."),
+    Setting("GATEWAY_S3_PUBLIC_URL", "s3_public_url", _optional_url, None,
+            "With a bucket: where image URLs start (a CDN, or the bucket's public address), object keys "
+            "appended; unset: the endpoint URL + `/<bucket>`, or `https://<bucket>.s3.<region>.amazonaws.com`."),
+    Setting("GATEWAY_S3_ACCESS_KEY_ID", "s3_access_key_id", _optional, None,
+            "With a bucket: the access key; unset: the standard AWS credentials (`AWS_ACCESS_KEY_ID`, "
+            "credential files, an instance role)."),
+    Setting("GATEWAY_S3_SECRET_ACCESS_KEY", "s3_secret_access_key", _optional, None,
+            "With a bucket: the secret of `GATEWAY_S3_ACCESS_KEY_ID` (set both or neither)."),
 )
 
 
@@ -226,6 +282,7 @@ class Settings:
     defaults are the ones in `SETTINGS`."""
 
     comfyui_url: str = _DEFAULTS["comfyui_url"]
+    backends_file: Path | None = _DEFAULTS["backends_file"]
     backend_lost_after: float = _DEFAULTS["backend_lost_after"]
     data_dir: Path = _DEFAULTS["data_dir"]
     database_url: str | None = _DEFAULTS["database_url"]
@@ -258,6 +315,13 @@ class Settings:
     webhook_backoff: float = _DEFAULTS["webhook_backoff"]
     webhook_allow_private: bool = _DEFAULTS["webhook_allow_private"]
     retention_days: int = _DEFAULTS["retention_days"]
+    s3_bucket: str | None = _DEFAULTS["s3_bucket"]
+    s3_endpoint_url: str | None = _DEFAULTS["s3_endpoint_url"]
+    s3_region: str = _DEFAULTS["s3_region"]
+    s3_prefix: str | None = _DEFAULTS["s3_prefix"]
+    s3_public_url: str | None = _DEFAULTS["s3_public_url"]
+    s3_access_key_id: str | None = _DEFAULTS["s3_access_key_id"]
+    s3_secret_access_key: str | None = _DEFAULTS["s3_secret_access_key"]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -272,18 +336,39 @@ class Settings:
                 values[setting.attr] = setting.parse(raw)
             except ValueError as exc:
                 raise ConfigError(f"{setting.env}={raw!r} is not valid: {exc}") from exc
+        if values.get("backends_file") is not None:
+            if "comfyui_url" in values:
+                raise ConfigError("GATEWAY_BACKENDS_FILE and GATEWAY_COMFYUI_URL are both set: name the ComfyUI "
+                                  "backends in one place only (the file, or the URLs)")
+            if values.get("comfyui_managed"):
+                raise ConfigError("GATEWAY_BACKENDS_FILE contradicts GATEWAY_COMFYUI_MANAGED=1: the managed mode "
+                                  "runs one ComfyUI, at GATEWAY_COMFYUI_URL")
         if values.get("comfyui_managed"):
             own = cls(comfyui_port=values.get("comfyui_port", _DEFAULTS["comfyui_port"])).managed_comfyui_url
             if values.setdefault("comfyui_url", own) != own:
                 raise ConfigError(f"GATEWAY_COMFYUI_URL={values['comfyui_url']!r} contradicts "
                                   f"GATEWAY_COMFYUI_MANAGED=1: the managed ComfyUI answers at {own} "
                                   "(choose its port with GATEWAY_COMFYUI_PORT)")
+        problem = s3_problem(values)
+        if problem:
+            raise ConfigError(problem)
         return cls(**values)
 
     @property
     def comfyui_urls(self) -> tuple[str, ...]:
         """Every ComfyUI backend, in the configured order."""
         return tuple(url for url in self.comfyui_url.split(",") if url)
+
+    @property
+    def s3_public_base(self) -> str | None:
+        """With a bucket: the start of image URLs (an object's key follows a `/`)."""
+        if self.s3_bucket is None:
+            return None
+        if self.s3_public_url:
+            return self.s3_public_url
+        if self.s3_endpoint_url:
+            return f"{self.s3_endpoint_url}/{self.s3_bucket}"
+        return f"https://{self.s3_bucket}.s3.{self.s3_region}.amazonaws.com"
 
     @property
     def database_path(self) -> Path:
@@ -316,6 +401,27 @@ class Settings:
     def references_dir(self) -> Path:
         """Reference images sent with requests, kept until their jobs are submitted."""
         return self.data_dir / "references"
+
+
+_S3_OPTIONS = [s for s in SETTINGS if s.env.startswith("GATEWAY_S3_") and s.attr != "s3_bucket"]
+
+
+def s3_problem(values: Mapping[str, Any]) -> str | None:
+    """What is wrong with the S3 settings given (parsed values by attribute), or None."""
+    if values.get("s3_bucket") is None:
+        stray = [s.env for s in _S3_OPTIONS if values.get(s.attr) is not None]
+        if stray:
+            return (f"{', '.join(stray)} set without GATEWAY_S3_BUCKET: set the bucket to keep results there, "
+                    "or unset them to keep results in the data folder")
+        return None
+    if (values.get("s3_access_key_id") is None) != (values.get("s3_secret_access_key") is None):
+        return ("GATEWAY_S3_ACCESS_KEY_ID and GATEWAY_S3_SECRET_ACCESS_KEY go together: set both, or neither "
+                "to use the standard AWS credentials")
+    if "." in values["s3_bucket"] and not values.get("s3_endpoint_url") and not values.get("s3_public_url"):
+        return (f"GATEWAY_S3_BUCKET={values['s3_bucket']!r} has dots, so its AWS address "
+                "https://<bucket>.s3.<region>.amazonaws.com has no valid certificate: set GATEWAY_S3_PUBLIC_URL "
+                "(a CDN, say) or choose a bucket name without dots")
+    return None
 
 
 def _check_consistency() -> None:

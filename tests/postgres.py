@@ -94,6 +94,13 @@ class PostgresServer:
             log = log_file.read_text(errors="replace") if log_file.exists() else ""
             raise Unavailable(f"PostgreSQL did not start: {(started.stderr + log).strip()[-800:]}")
 
+    def restart(self) -> None:
+        """Stop the server (dropping every connection) and start it again on the same port."""
+        done = self._run("pg_ctl", "restart", "-w", "-t", "60", "-m", "fast", "-D", str(self.data),
+                         "-l", str(self.folder / "server.log"))
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not restart: {done.stderr.strip()[-500:]}")
+
     def stop(self) -> None:
         self._run("pg_ctl", "stop", "-m", "immediate", "-D", str(self.data))
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -16,7 +16,7 @@ from gateway.compiler import plan_jobs
 from gateway.dispatcher import Dispatcher
 from gateway.jobs import Job, State, Submit, transition
 from gateway.models import GenerateRequest
-from gateway.outputs import OutputStore
+from gateway.outputs_local import LocalOutputStore
 from gateway.presets import load_presets
 from gateway.scheduling import Fairness
 from gateway.storage import Store
@@ -42,7 +42,7 @@ async def store(stores: Stores) -> Store:
 async def dispatcher(store: Store, comfy: Comfy, tmp_path: Path) -> AsyncIterator[Dispatcher]:
     async with aiohttp.ClientSession() as session:
         client = ComfyClient(base_url=comfy.url, session=session, client_id=f"test-{time.monotonic_ns()}")
-        yield Dispatcher(store=store, client=client, outputs=OutputStore(tmp_path / "uploads"),
+        yield Dispatcher(store=store, client=client, outputs=LocalOutputStore(tmp_path / "uploads"),
                          presets=lambda: PRESETS, max_in_flight=2)
 
 
@@ -120,7 +120,7 @@ async def test_affinity_batches_jobs_by_checkpoint_within_the_bound(
     await store.add_jobs(jobs)
     async with aiohttp.ClientSession() as session:
         client = ComfyClient(base_url=comfy.url, session=session, client_id=f"test-{time.monotonic_ns()}")
-        dispatcher = Dispatcher(store=store, client=client, outputs=OutputStore(tmp_path / "uploads"),
+        dispatcher = Dispatcher(store=store, client=client, outputs=LocalOutputStore(tmp_path / "uploads"),
                                 presets=lambda: PRESETS, max_in_flight=2,
                                 fairness=Fairness(max_skips=2, max_wait=3600.0))
         await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=120)
@@ -146,7 +146,7 @@ async def test_higher_priority_runs_first_whatever_the_checkpoint(
     await store.add_jobs(jobs)
     async with aiohttp.ClientSession() as session:
         client = ComfyClient(base_url=comfy.url, session=session, client_id=f"test-{time.monotonic_ns()}")
-        dispatcher = Dispatcher(store=store, client=client, outputs=OutputStore(tmp_path / "uploads"),
+        dispatcher = Dispatcher(store=store, client=client, outputs=LocalOutputStore(tmp_path / "uploads"),
                                 presets=lambda: PRESETS, max_in_flight=1,
                                 fairness=Fairness(max_skips=3, max_wait=3600.0))
         await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=120)

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gateway.api.state import STORE
 from gateway.errors import ConfigError
 from gateway.settings import Settings
 from tests.conftest import API_KEY, Gateway, running_gateway
 from tests.fake_comfy import FakeComfyUI
-from tests.helpers import ROOT
+from tests.helpers import ROOT, free_port
 
 SMALL = {"width": 64, "height": 64, "checkpoint": "tiny.safetensors"}
 
@@ -91,8 +92,10 @@ async def test_two_backends_share_the_queue_and_both_show_in_status_and_metrics(
     assert one.executed_ids and two.executed_ids  # both got work
     assert sorted(one.executed_ids + two.executed_ids) == sorted(ids)  # each job ran once
     for fake in (one, two):
-        assert f'gateway_backend_up{{backend="{fake.url}"}} 1.0' in metrics
-        assert f'gateway_backend_model_swaps_total{{backend="{fake.url}"}} 0.0' in metrics
+        name = fake.url.removeprefix("http://")  # plain URLs are named after host and port
+        assert f'gateway_backend_info{{backend="{name}",url="{fake.url}"}} 1.0' in metrics
+        assert f'gateway_backend_up{{backend="{name}"}} 1.0' in metrics
+        assert f'gateway_backend_model_swaps_total{{backend="{name}"}} 0.0' in metrics
 
 
 async def test_a_slow_backend_does_not_hold_back_a_fast_one(tmp_path: Path, fakes: Callable[..., Any]) -> None:
@@ -137,3 +140,73 @@ async def test_a_backend_that_dies_loses_nothing_and_is_taken_back_when_it_retur
         more = await gw.generate("sd15", {**SMALL, "count": 8})
         assert [r["status"] for r in await gw.wait_all(more)] == ["done"] * 8
     assert len(victim.executed_ids) > before  # fed again
+
+
+def backends_file(tmp_path: Path, *entries: dict[str, Any], **overrides: Any) -> Settings:
+    path = tmp_path / "backends.yaml"
+    path.write_text(yaml.safe_dump({"backends": list(entries)}))
+    return replace(fleet_settings(tmp_path), backends_file=path, **overrides)
+
+
+async def test_a_backends_file_names_each_backend_with_its_own_limit_in_status_and_metrics(
+        tmp_path: Path, fakes: Callable[..., Any]) -> None:
+    small, big = await fakes(), await fakes()
+    settings = backends_file(tmp_path, {"name": "small", "url": small.url, "max_in_flight": 1},
+                             {"name": "big", "url": big.url, "max_in_flight": 3, "weight": 2})
+    async with running_gateway(settings) as gw:
+        await until(gw, lambda s: "unreachable" not in states(s))
+        small.stall = big.stall = True
+        ids = await gw.generate("sd15", {**SMALL, "count": 6})
+        answer = await until(gw, lambda s: [b["in_flight"] for b in s["backends"]] == [1, 3])
+        shown = [(b["name"], b["url"], b["max_in_flight"], b["weight"], b["reachable"]) for b in answer["backends"]]
+        assert shown == [("small", small.url, 1, 1.0, True), ("big", big.url, 3, 2.0, True)]
+        assert answer["backend"]["name"] == "small"
+        assert answer["jobs"]["waiting"] + answer["jobs"]["running"] == 6  # two wait in the gateway's queue
+        metrics = await (await gw.client.get("/metrics")).text()
+        for name, limit in (("small", 1), ("big", 3)):
+            assert f'gateway_backend_in_flight{{backend="{name}"}} {limit}.0' in metrics
+            assert f'gateway_backend_max_in_flight{{backend="{name}"}} {limit}.0' in metrics
+        small.release()
+        big.release()
+        assert [r["status"] for r in await gw.wait_all(ids)] == ["done"] * 6
+        metrics = await (await gw.client.get("/metrics")).text()
+    assert len(small.prompt_counts) + len(big.prompt_counts) == 6
+    assert 'gateway_backend_loaded_checkpoint{backend="big",checkpoint="tiny.safetensors"} 1.0' in metrics
+
+
+async def test_of_several_free_backends_the_heaviest_takes_a_job_whose_checkpoint_none_has_loaded(
+        tmp_path: Path, fakes: Callable[..., Any]) -> None:
+    light, heavy = await fakes(), await fakes()
+    settings = backends_file(tmp_path, {"name": "light", "url": light.url, "weight": 1},
+                             {"name": "heavy", "url": heavy.url, "weight": 5}, max_in_flight=1)
+    async with running_gateway(settings) as gw:
+        await until(gw, lambda s: "unreachable" not in states(s))
+        for checkpoint in ["tiny.safetensors", "other.safetensors"] * 3:  # never the one heavy has loaded
+            [job_id] = await gw.generate("sd15", {**SMALL, "checkpoint": checkpoint})
+            assert (await gw.wait(job_id))["status"] == "done"
+            await until(gw, lambda s: s["jobs"]["running"] == 0 and s["backends"][1]["in_flight"] == 0)
+    assert len(heavy.executed_ids) == 6 and not light.executed_ids
+
+
+async def test_choices_come_from_the_reachable_backends_together(tmp_path: Path) -> None:
+    one = FakeComfyUI(checkpoints=("tiny.safetensors",), loras=("style.safetensors",))
+    two = FakeComfyUI(checkpoints=("other.safetensors", "tiny.safetensors"), loras=("detail.safetensors",))
+    await one.start()
+    await two.start()
+    dead = f"http://127.0.0.1:{free_port()}"  # the first backend never answers
+    settings = backends_file(tmp_path, {"name": "dead", "url": dead}, {"name": "one", "url": one.url},
+                             {"name": "two", "url": two.url})
+    try:
+        async with running_gateway(settings) as gw:
+            resp = await gw.client.get("/api/v1/presets/sd15", headers=gw.headers)
+            allowed = {p["name"]: p["allowed"] for p in (await resp.json())["parameters"]}
+            assert allowed["checkpoint"] == ["tiny.safetensors", "other.safetensors"]
+            answer = await gw.client.post("/api/v1/generate/sd15", headers=gw.headers,
+                                          json={**SMALL, "loras": [{"name": "detail.safetensors"}]})
+            assert answer.status == 202, await answer.text()  # a LoRA of the second reachable backend
+            answer = await gw.client.post("/api/v1/generate/sd15", headers=gw.headers,
+                                          json={**SMALL, "loras": [{"name": "nowhere.safetensors"}]})
+            assert answer.status == 400 and (await answer.json())["error"]["field"] == "loras.0.name"
+    finally:
+        await one.stop()
+        await two.stop()

@@ -9,7 +9,7 @@ import json
 import pytest
 from PIL import Image
 
-from gateway.outputs import THUMB_SIZE
+from gateway.thumbnails import THUMB_SIZE
 from tests.conftest import Gateway
 from tests.helpers import sse_events
 

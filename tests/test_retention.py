@@ -1,4 +1,5 @@
-"""Output retention: the sweep over real files and a real store, and `comfy-gateway cleanup`."""
+"""Output retention: the sweep over real files and a real store, and `comfy-gateway cleanup`.
+(The same over a bucket: tests/test_outputs_s3.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 from gateway.__main__ import main
 from gateway.jobs import Job
-from gateway.outputs import OutputStore, ReferenceStore
+from gateway.outputs import ReferenceStore, StoredFile
+from gateway.outputs_local import LocalOutputStore
 from gateway.retention import DAY, expired, sweep
 from gateway.storage import Store
 from gateway.store import SqliteStore
@@ -26,12 +28,12 @@ LIVE_REF = "gw_" + "2" * 40 + ".png"
     ("files", "cutoff", "keep", "expected"),
     [
         ([], 10.0, set(), []),
-        ([(Path("a"), 9.0, 1), (Path("b"), 10.0, 2), (Path("c"), 11.0, 3)], 10.0, set(), [(Path("a"), 1)]),
-        ([(Path("x/a"), 1.0, 1), (Path("x/b"), 1.0, 2)], 10.0, {"b"}, [(Path("x/a"), 1)]),
+        ([StoredFile("a", 9.0, 1), StoredFile("b", 10.0, 2), StoredFile("c", 11.0, 3)], 10.0, set(), [("a", 1)]),
+        ([StoredFile("/x/a", 1.0, 1), StoredFile("/x/b", 1.0, 2)], 10.0, {"b"}, [("/x/a", 1)]),
+        ([StoredFile("s3://b/p/presets/x.png", 1.0, 5)], 10.0, {"presets"}, [("s3://b/p/presets/x.png", 5)]),
     ],
 )
-def test_expired(files: list[tuple[Path, float, int]], cutoff: float, keep: set[str],
-                 expected: list[tuple[Path, int]]) -> None:
+def test_expired(files: list[StoredFile], cutoff: float, keep: set[str], expected: list[tuple[str, int]]) -> None:
     assert expired(files, cutoff, keep) == expected
 
 
@@ -44,13 +46,15 @@ def write(path: Path, age_days: float, data: bytes = b"img") -> Path:
 
 
 @pytest.fixture
-async def layout(tmp_path: Path) -> AsyncIterator[tuple[OutputStore, ReferenceStore, Store, dict[str, Path]]]:
-    outputs, refs = OutputStore(tmp_path / "uploads"), ReferenceStore(tmp_path / "references")
+async def layout(tmp_path: Path) -> AsyncIterator[tuple[LocalOutputStore, ReferenceStore, Store, dict[str, Path]]]:
+    outputs, refs = LocalOutputStore(tmp_path / "uploads"), ReferenceStore(tmp_path / "references")
     store = await SqliteStore.open(tmp_path / "gateway.db")
     await store.add_jobs([Job(id="live", preset="p", label="P", params={}, created_at=1.0, references=(LIVE_REF,))])
     files = {
         "old": write(outputs.root / "presets/p/gen_old.png", 40),
         "new": write(outputs.root / "presets/p/gen_new.png", 2),
+        "old_thumb": write(outputs.thumbs / "presets/p/gen_old.webp", 40),
+        "new_thumb": write(outputs.thumbs / "presets/p/gen_new.webp", 2),
         "saved": write(outputs.root / "saved/kept.png", 400),
         "old_ref": write(refs.root / OLD_REF, 40),
         "live_ref": write(refs.root / LIVE_REF, 40),
@@ -59,16 +63,16 @@ async def layout(tmp_path: Path) -> AsyncIterator[tuple[OutputStore, ReferenceSt
     await store.close()
 
 
-async def test_sweep_removes_old_unsaved_files_only(layout: tuple[OutputStore, ReferenceStore, Store,
+async def test_sweep_removes_old_unsaved_files_only(layout: tuple[LocalOutputStore, ReferenceStore, Store,
                                                                   dict[str, Path]]) -> None:
     outputs, refs, store, files = layout
     dry = await sweep(outputs=outputs, references=refs, store=store, older_than_days=30, dry_run=True, now=NOW)
-    assert sorted(dry.paths) == sorted([files["old"], files["old_ref"]])
-    assert dry.bytes == 6
+    assert sorted(dry.locations) == sorted(str(files[k]) for k in ("old", "old_thumb", "old_ref"))
+    assert dry.bytes == 9
     assert all(p.exists() for p in files.values())
     done = await sweep(outputs=outputs, references=refs, store=store, older_than_days=30, now=NOW)
-    assert done.paths == dry.paths
-    assert {k for k, p in files.items() if p.exists()} == {"new", "saved", "live_ref"}
+    assert done.locations == dry.locations
+    assert {k for k, p in files.items() if p.exists()} == {"new", "new_thumb", "saved", "live_ref"}
 
 
 @pytest.fixture

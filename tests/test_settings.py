@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.settings import SETTINGS, Settings
+from gateway.settings import SETTINGS, Settings, s3_problem
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -31,8 +31,12 @@ def test_reads_every_variable() -> None:
            "GATEWAY_WEBHOOK_BACKOFF": "0.5", "GATEWAY_WEBHOOK_ALLOW_PRIVATE": "true", "GATEWAY_RETENTION_DAYS": "30",
            "GATEWAY_DATABASE_URL": "postgresql://gw:pw@db:5432/gateway", "GATEWAY_REPLICA_LEASE": "12",
            "GATEWAY_LOG_FORMAT": "JSON", "GATEWAY_AFFINITY_MAX_SKIPS": "0", "GATEWAY_AFFINITY_MAX_WAIT": "2.5",
-           "GATEWAY_MAX_PRIORITY": "4", "GATEWAY_BACKEND_LOST_AFTER": "5"}
-    assert set(env) == {s.env for s in SETTINGS}
+           "GATEWAY_MAX_PRIORITY": "4", "GATEWAY_BACKEND_LOST_AFTER": "5",
+           "GATEWAY_S3_BUCKET": "results", "GATEWAY_S3_ENDPOINT_URL": "http://minio:9000/",
+           "GATEWAY_S3_REGION": "eu-west-1", "GATEWAY_S3_PREFIX": "/comfy/", "GATEWAY_S3_PUBLIC_URL": "https://cdn.x/",
+           "GATEWAY_S3_ACCESS_KEY_ID": "AKIA", "GATEWAY_S3_SECRET_ACCESS_KEY": "secret"}
+    assert set(env) | {"GATEWAY_BACKENDS_FILE"} == {s.env for s in SETTINGS}  # that one excludes the URL
+    assert Settings.from_env({"GATEWAY_BACKENDS_FILE": "/b.yaml"}).backends_file == Path("/b.yaml")
     s = Settings.from_env(env)
     assert s == Settings(comfyui_url="http://gpu:8188", data_dir=Path("/srv/d"), presets_path=Path("/p.yaml"),
                          host="127.0.0.1", port=8000, api_key="k", max_in_flight=3, job_timeout=30.0,
@@ -44,7 +48,10 @@ def test_reads_every_variable() -> None:
                          webhook_max_attempts=3, webhook_timeout=2.5, webhook_backoff=0.5,
                          webhook_allow_private=True, retention_days=30,
                          database_url="postgresql://gw:pw@db:5432/gateway", replica_lease=12.0, log_format="json",
-                         affinity_max_skips=0, affinity_max_wait=2.5, max_priority=4, backend_lost_after=5.0)
+                         affinity_max_skips=0, affinity_max_wait=2.5, max_priority=4, backend_lost_after=5.0,
+                         s3_bucket="results", s3_endpoint_url="http://minio:9000", s3_region="eu-west-1",
+                         s3_prefix="comfy/", s3_public_url="https://cdn.x", s3_access_key_id="AKIA",
+                         s3_secret_access_key="secret")
 
 
 @pytest.mark.parametrize(
@@ -73,6 +80,15 @@ def test_reads_every_variable() -> None:
         ({"GATEWAY_RETENTION_DAYS": "-1"}, "0 or more"),
         ({"GATEWAY_DATABASE_URL": "mysql://db/gateway"}, "must start with postgresql://"),
         ({"GATEWAY_REPLICA_LEASE": "0"}, "greater than 0"),
+        ({"GATEWAY_S3_BUCKET": "My_Bucket"}, "must be a bucket name"),
+        ({"GATEWAY_S3_BUCKET": "ab"}, "must be a bucket name"),
+        ({"GATEWAY_S3_BUCKET": "a..b"}, "must be a bucket name"),
+        ({"GATEWAY_S3_BUCKET": "bkt", "GATEWAY_S3_ENDPOINT_URL": "minio:9"}, "GATEWAY_S3_ENDPOINT_URL=.* must start"),
+        ({"GATEWAY_S3_BUCKET": "bkt", "GATEWAY_S3_PREFIX": "a//b"}, "GATEWAY_S3_PREFIX=.* separated by single"),
+        ({"GATEWAY_S3_BUCKET": "bkt", "GATEWAY_S3_PREFIX": "a/../b"}, "GATEWAY_S3_PREFIX"),
+        ({"GATEWAY_S3_BUCKET": "bkt", "GATEWAY_S3_PREFIX": "a b"}, "GATEWAY_S3_PREFIX"),
+        ({"GATEWAY_S3_BUCKET": "bkt", "GATEWAY_S3_REGION": "EU West"}, "such as us-east-1"),
+        ({"GATEWAY_S3_BUCKET": "bkt", "GATEWAY_S3_PUBLIC_URL": "cdn.example.com"}, "GATEWAY_S3_PUBLIC_URL=.* must"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -95,3 +111,50 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
 def test_managed_mode_talks_to_its_own_comfyui(env: dict[str, str], managed: bool, url: str) -> None:
     s = Settings.from_env(env)
     assert (s.comfyui_managed, s.comfyui_url) == (managed, url)
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({}, None),
+        ({"GATEWAY_S3_BUCKET": "results"}, None),
+        ({"GATEWAY_S3_BUCKET": "results", "GATEWAY_S3_ACCESS_KEY_ID": "k", "GATEWAY_S3_SECRET_ACCESS_KEY": "s"}, None),
+        ({"GATEWAY_S3_BUCKET": "my.results", "GATEWAY_S3_ENDPOINT_URL": "http://minio:9000"}, None),
+        ({"GATEWAY_S3_BUCKET": "my.results", "GATEWAY_S3_PUBLIC_URL": "https://img.example.com"}, None),
+        ({"GATEWAY_S3_ENDPOINT_URL": "http://minio:9000"},
+         "GATEWAY_S3_ENDPOINT_URL set without GATEWAY_S3_BUCKET"),
+        ({"GATEWAY_S3_REGION": "auto", "GATEWAY_S3_PREFIX": "x"},
+         "GATEWAY_S3_REGION, GATEWAY_S3_PREFIX set without GATEWAY_S3_BUCKET"),
+        ({"GATEWAY_S3_ACCESS_KEY_ID": "k", "GATEWAY_S3_SECRET_ACCESS_KEY": "s"}, "set without GATEWAY_S3_BUCKET"),
+        ({"GATEWAY_S3_BUCKET": "results", "GATEWAY_S3_ACCESS_KEY_ID": "k"}, "go together: set both, or neither"),
+        ({"GATEWAY_S3_BUCKET": "results", "GATEWAY_S3_SECRET_ACCESS_KEY": "s"}, "go together"),
+        ({"GATEWAY_S3_BUCKET": "my.results"}, "has dots, so its AWS address"),
+    ],
+)
+def test_bad_s3_combinations_are_refused(env: dict[str, str], problem: str | None) -> None:
+    if problem is None:
+        assert Settings.from_env(env).s3_bucket == env.get("GATEWAY_S3_BUCKET")
+    else:
+        with pytest.raises(ConfigError, match=problem):
+            Settings.from_env(env)
+
+
+def test_s3_problem_reads_parsed_values() -> None:
+    assert s3_problem({"s3_bucket": "b", "s3_access_key_id": "k"}) is not None
+    assert s3_problem({"s3_bucket": None, "s3_region": None}) is None
+
+
+@pytest.mark.parametrize(
+    ("env", "base"),
+    [
+        ({}, None),
+        ({"GATEWAY_S3_BUCKET": "results"}, "https://results.s3.us-east-1.amazonaws.com"),
+        ({"GATEWAY_S3_BUCKET": "results", "GATEWAY_S3_REGION": "eu-central-1"},
+         "https://results.s3.eu-central-1.amazonaws.com"),
+        ({"GATEWAY_S3_BUCKET": "results", "GATEWAY_S3_ENDPOINT_URL": "http://minio:9000/"}, "http://minio:9000/results"),
+        ({"GATEWAY_S3_BUCKET": "results", "GATEWAY_S3_ENDPOINT_URL": "https://acct.r2.cloudflarestorage.com",
+          "GATEWAY_S3_PUBLIC_URL": "https://images.example.com/"}, "https://images.example.com"),
+    ],
+)
+def test_image_urls_start_at_the_public_base(env: dict[str, str], base: str | None) -> None:
+    assert Settings.from_env(env).s3_public_base == base

@@ -1,5 +1,6 @@
-"""What only the PostgreSQL store does: tell every replica of job changes, migrate once when
-replicas start together. (The store's behaviour itself is tested on both backends in test_store.)"""
+"""What only the PostgreSQL store does: tell every replica of job changes (also after its LISTEN
+connection dropped), migrate once when replicas start together. (The store's behaviour itself
+is tested on both backends in test_store.)"""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 from gateway.jobs import Complete, Job, Start, State, StoredImage, transition
 from gateway.store_pg import PG_MIGRATIONS, PostgresStore
+from gateway.store_pg_notify import APPLICATION_NAME
+from tests.postgres import PostgresServer
 
 
 def new_job(job_id: str) -> Job:
@@ -113,3 +116,61 @@ async def test_the_queue_window_reads_its_index_in_order(pg_url: str) -> None:
     finally:
         await conn.close()
     assert "jobs_queue" in plan and "Sort" not in plan
+
+
+async def until_listening(store: PostgresStore, listening: bool) -> None:
+    async with asyncio.timeout(20):
+        while store.listening is not listening:
+            await asyncio.sleep(0.02)
+
+
+async def test_changes_missed_while_the_listen_connection_was_cut_are_told_when_it_is_back(
+        postgres: PostgresServer, pg_url: str) -> None:
+    name = pg_url.rsplit("/", 1)[-1]
+    a, b = await PostgresStore.open(pg_url, check_every=0.2), await PostgresStore.open(pg_url)
+    admin = await asyncpg.connect(postgres.url())
+    try:
+        heard = Heard()
+        a.listen(heard)
+        await b.add_jobs([new_job("before")])
+        await heard.until(1)
+        # cut the LISTEN connections and keep them from coming back, while b writes on its pool
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = $1 AND application_name = $2", name, APPLICATION_NAME)
+        await until_listening(a, False)
+        claimed = await b.claim("before", 2.0, "gw-b")
+        assert claimed is not None
+        await b.add_jobs([new_job("during")])
+        await b.save(transition(claimed, Start(3.0)), expect=State.SUBMITTED)
+        await asyncio.sleep(0.5)
+        assert heard.changes == [("before", State.QUEUED, None)]  # nothing heard while cut off
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        await until_listening(a, True)
+        # re-read on reconnecting: each job in its newest state, from the state last told
+        assert sorted(await heard.until(3)) == [
+            ("before", State.QUEUED, None), ("before", State.RUNNING, State.QUEUED), ("during", State.QUEUED, None)]
+        await b.add_jobs([new_job("after")])  # and notifications flow again
+        assert (await heard.until(4))[3] == ("after", State.QUEUED, None)
+        await asyncio.sleep(0.3)
+        assert len(heard.changes) == 4  # none told twice
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        await admin.close()
+        await a.close()
+        await b.close()
+
+
+async def test_after_the_server_restarts_a_job_queued_by_another_replica_reaches_the_listeners(
+        postgres: PostgresServer, pg_url: str) -> None:
+    a, b = await PostgresStore.open(pg_url, check_every=0.2), await PostgresStore.open(pg_url)
+    try:
+        heard = Heard()
+        a.listen(heard)
+        await asyncio.to_thread(postgres.restart)
+        await until_listening(a, True)
+        await b.add_jobs([new_job("after-restart")])
+        assert await heard.until(1) == [("after-restart", State.QUEUED, None)]
+    finally:
+        await a.close()
+        await b.close()

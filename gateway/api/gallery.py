@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.records import image_item
-from gateway.api.state import PRESETS, STORE
+from gateway.api.state import OUTPUTS, PRESETS, STORE
 from gateway.api.v1 import json_response
 from gateway.api.validation import query_int
 from gateway.errors import PresetNotFound
@@ -22,7 +22,7 @@ async def list_images(request: web.Request) -> web.Response:
     if preset is not None and preset not in request.app[PRESETS]:
         raise PresetNotFound(f"no preset with slug '{preset}'", slug=preset)
     rows, total = await request.app[STORE].images(limit=limit, offset=offset, preset=preset)
-    items = [image_item(r.id, r.job, r.image, r.created_at) for r in rows]
+    items = [image_item(r.id, r.job, r.image, r.created_at, urls=request.app[OUTPUTS]) for r in rows]
     return json_response(ImageList(images=items, total=total))
 
 

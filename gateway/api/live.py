@@ -7,17 +7,19 @@ lines keep idle connections open through proxies. Each message is rendered once 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 
 from aiohttp import web
 
 from gateway.api.records import image_item, job_record, progress_out
-from gateway.api.state import HUB, STORE
+from gateway.api.state import HUB, OUTPUTS, STORE
 from gateway.api.validation import query_flag
 from gateway.errors import JobNotFound
 from gateway.events import IMAGES, Message, Subscription
 from gateway.jobs import TERMINAL
+from gateway.outputs import ResultUrls
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +27,12 @@ KEEPALIVE_SECONDS = 15.0
 """Idle streams get a comment this often: proxies close connections silent for longer."""
 
 
-def _render(message: Message) -> str:
+def _render(message: Message, *, urls: ResultUrls) -> str:
     """The `event:` and `data:` lines of one message (the `id:` line is per stream)."""
     match message.event:
         case "job" | "end":
             job, position = message.payload
-            data = job_record(job, queue_position=position).model_dump_json()
+            data = job_record(job, urls=urls, queue_position=position).model_dump_json()
         case "queue":
             data = json.dumps({"queue_position": message.payload})
         case "progress":
@@ -40,7 +42,8 @@ def _render(message: Message) -> str:
             data = json.dumps({"image": f"data:{mime};base64,{base64.b64encode(image).decode('ascii')}"})
         case "image":
             job, index = message.payload
-            data = image_item(f"{job.id}-{index}", job, job.images[index], job.finished_at or 0.0).model_dump_json()
+            data = image_item(f"{job.id}-{index}", job, job.images[index], job.finished_at or 0.0,
+                              urls=urls).model_dump_json()
         case _:  # pragma: no cover - every published event is rendered above
             raise ValueError(f"unknown event {message.event}")
     return f"event: {message.event}\ndata: {data}\n\n"
@@ -67,7 +70,7 @@ async def _open(request: web.Request) -> tuple[web.StreamResponse, _Stream]:
     return response, _Stream(response)
 
 
-async def _pump(stream: _Stream, sub: Subscription) -> None:
+async def _pump(stream: _Stream, sub: Subscription, urls: ResultUrls) -> None:
     """Forward messages until `end` (sent) or `close`; keep-alive comments while idle.
 
     Once the stream has started no error answer can be sent: a failure ends the stream, which
@@ -81,7 +84,7 @@ async def _pump(stream: _Stream, sub: Subscription) -> None:
                 continue
             if message.event == "close":
                 return
-            await stream.send(message.render("sse", _render))
+            await stream.send(message.render("sse", functools.partial(_render, urls=urls)))
             if message.event == "end":
                 return
     except ConnectionError:  # the client went away
@@ -102,14 +105,14 @@ async def job_events(request: web.Request) -> web.StreamResponse:
         position = None
         if job.gaze_status == "pending":  # the only time a job has a place in the queue
             position = (await store.queue_positions([job_id])).get(job_id)
-        record = job_record(job, queue_position=position, progress=hub.progress(job_id))
+        record = job_record(job, urls=request.app[OUTPUTS], queue_position=position, progress=hub.progress(job_id))
         response, stream = await _open(request)
         await stream.send(f"event: job\ndata: {record.model_dump_json()}\n\n")
         if job.state in TERMINAL:
             await stream.send(f"event: end\ndata: {record.model_dump_json()}\n\n")
             return response
         hub.watch_queue(job, position)
-        await _pump(stream, sub)
+        await _pump(stream, sub, request.app[OUTPUTS])
     return response
 
 
@@ -118,7 +121,7 @@ async def image_events(request: web.Request) -> web.StreamResponse:
     with request.app[HUB].subscribe(IMAGES) as sub:
         response, stream = await _open(request)
         await stream.comment("new images follow")
-        await _pump(stream, sub)
+        await _pump(stream, sub, request.app[OUTPUTS])
     return response
 
 

@@ -18,8 +18,10 @@ async def metrics(request: web.Request) -> web.Response:
     live = Live(jobs=await request.app[STORE].live_counts(), comfyui_up=fleet.connected,
                 in_flight=fleet.in_flight, model_swaps=sum(b.model_swaps for b in backends),
                 loaded_checkpoint=backends[0].loaded_checkpoint,
-                backends=tuple(BackendFigures(url=b.url, up=b.state != "unreachable", in_flight=b.in_flight,
-                                              model_swaps=b.model_swaps) for b in backends))
+                backends=tuple(BackendFigures(name=b.name, url=b.url, up=b.state != "unreachable",
+                                              in_flight=b.in_flight, max_in_flight=b.max_in_flight,
+                                              model_swaps=b.model_swaps, loaded_checkpoint=b.loaded_checkpoint)
+                               for b in backends))
     return web.Response(body=request.app[METRICS].render(live), headers={"Content-Type": CONTENT_TYPE})
 
 

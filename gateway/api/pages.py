@@ -6,11 +6,13 @@ the `swagger-ui-bundle` package: nothing is loaded from elsewhere, so both work 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from swagger_ui_bundle import swagger_ui_path
 
 from gateway.api.openapi import OPENAPI_PATH, document
+from gateway.api.state import SETTINGS
 from gateway.errors import NotFound
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -19,11 +21,20 @@ SWAGGER_FILES = frozenset({"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32
 
 _REVALIDATE = {"Cache-Control": "no-cache"}
 """Our own files change with the gateway: browsers check (ETag / Last-Modified) before reusing them."""
-_PAGE_HEADERS = {
-    **_REVALIDATE,
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-}
+
+
+def page_headers(images_url: str | None) -> dict[str, str]:
+    """The web page's headers; its images come from the gateway, or from `images_url`'s origin
+    (results in a bucket)."""
+    sources = "'self' data: blob:"
+    if images_url:
+        parts = urlsplit(images_url)
+        sources += f" {parts.scheme}://{parts.netloc}"
+    return {
+        **_REVALIDATE,
+        "Content-Security-Policy": f"default-src 'self'; img-src {sources}; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+    }
 
 
 def _file(directory: Path, name: str, headers: dict[str, str]) -> web.FileResponse:
@@ -34,7 +45,7 @@ def _file(directory: Path, name: str, headers: dict[str, str]) -> web.FileRespon
 
 
 async def index(request: web.Request) -> web.FileResponse:
-    return _file(WEB_DIR, "index.html", _PAGE_HEADERS)
+    return _file(WEB_DIR, "index.html", page_headers(request.app[SETTINGS].s3_public_base))
 
 
 async def docs(request: web.Request) -> web.FileResponse:

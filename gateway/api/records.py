@@ -21,7 +21,7 @@ from gateway.models import (
     PresetInfo,
     PresetSummary,
 )
-from gateway.outputs import OutputStore
+from gateway.outputs import ResultUrls
 from gateway.parameters import describe
 from gateway.storage import WebhookRender
 
@@ -34,8 +34,9 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def job_record(job: Job, *, queue_position: int | None = None, progress: Progress | None = None) -> JobRecord:
-    images = [ImageOut(image_url=OutputStore.url(i.relative_path), relative_path=i.relative_path,
+def job_record(job: Job, *, urls: ResultUrls, queue_position: int | None = None,
+               progress: Progress | None = None) -> JobRecord:
+    images = [ImageOut(image_url=urls.url(i.relative_path), relative_path=i.relative_path,
                        node_id=i.node_id) for i in job.images]
     result = None
     if job.state is State.DONE and images:
@@ -56,10 +57,10 @@ def progress_out(progress: Progress) -> JobProgress:
                        node=progress.node, node_type=progress.node_type)
 
 
-def image_item(image_id: str, job: Job, image: StoredImage, created_at: float) -> ImageItem:
+def image_item(image_id: str, job: Job, image: StoredImage, created_at: float, *, urls: ResultUrls) -> ImageItem:
     return ImageItem(
-        id=image_id, job_id=job.id, preset=job.preset, image_url=OutputStore.url(image.relative_path),
-        thumb_url=OutputStore.thumb_url(image.thumb_path) if image.thumb_path else None,
+        id=image_id, job_id=job.id, preset=job.preset, image_url=urls.url(image.relative_path),
+        thumb_url=urls.thumb_url(image.thumb_path) if image.thumb_path else None,
         relative_path=image.relative_path, seed=job.seed, created_at=iso(created_at) or "",
     )
 
@@ -72,7 +73,7 @@ def _preset_info(preset: Preset) -> PresetInfo:
     )
 
 
-def webhook_render(*, on_start: bool) -> WebhookRender:
+def webhook_render(*, on_start: bool, urls: ResultUrls) -> WebhookRender:
     """What the store writes to the webhook outbox when a job changes state: the event and the
     job record as it is at that moment."""
 
@@ -80,7 +81,7 @@ def webhook_render(*, on_start: bool) -> WebhookRender:
         event = webhooks.event_for(before, job.state, on_start=on_start)
         if event is None:
             return None
-        return event, webhooks.envelope(event, time.time(), job_record(job).model_dump_json())
+        return event, webhooks.envelope(event, time.time(), job_record(job, urls=urls).model_dump_json())
 
     return render
 

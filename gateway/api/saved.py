@@ -13,15 +13,15 @@ from gateway.api.validation import parse, query_int, read_json_object
 from gateway.errors import JobNotDone, JobNotFound, SavedNotFound
 from gateway.jobs import State
 from gateway.models import SavedList, SavedRecord, SaveRequest
-from gateway.outputs import OutputStore
+from gateway.outputs import ResultUrls
 from gateway.storage import SavedRow
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
 
-def saved_record(row: SavedRow) -> SavedRecord:
-    return SavedRecord(id=row.id, label=row.label, image_url=OutputStore.url(row.relative_path), job_id=row.job_id,
+def saved_record(row: SavedRow, urls: ResultUrls) -> SavedRecord:
+    return SavedRecord(id=row.id, label=row.label, image_url=urls.url(row.relative_path), job_id=row.job_id,
                        created=int(row.created_at))
 
 
@@ -41,14 +41,15 @@ async def save(request: web.Request) -> web.Response:
     row = SavedRow(id=str(uuid.uuid4()), label=body.label, job_id=job.id, relative_path=relative,
                    created_at=time.time())
     await request.app[STORE].add_saved(row)
-    return json_response(saved_record(row), status=201)
+    return json_response(saved_record(row, request.app[OUTPUTS]), status=201)
 
 
 async def list_saved(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
     offset = query_int(request, "offset", default=0, minimum=0, maximum=2**62)
     rows, total = await request.app[STORE].list_saved(limit, offset)
-    return json_response(SavedList(saved=[saved_record(r) for r in rows], total=total, limit=limit, offset=offset))
+    saved = [saved_record(r, request.app[OUTPUTS]) for r in rows]
+    return json_response(SavedList(saved=saved, total=total, limit=limit, offset=offset))
 
 
 async def get_saved(request: web.Request) -> web.Response:
@@ -56,7 +57,7 @@ async def get_saved(request: web.Request) -> web.Response:
     row = await request.app[STORE].get_saved(saved_id)
     if row is None:
         raise SavedNotFound(f"no saved result with id '{saved_id}'", saved_id=saved_id)
-    return json_response(saved_record(row))
+    return json_response(saved_record(row, request.app[OUTPUTS]))
 
 
 async def delete_saved(request: web.Request) -> web.Response:

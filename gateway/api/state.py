@@ -11,6 +11,7 @@ from gateway.fleet import Fleet
 from gateway.metrics import Metrics
 from gateway.models import Preset
 from gateway.outputs import OutputStore, ReferenceStore
+from gateway.outputs_local import LocalOutputStore
 from gateway.preset_registry import PresetRegistry
 from gateway.settings import Settings
 from gateway.storage import Store
@@ -23,6 +24,9 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 FLEET = web.AppKey("fleet", Fleet)
 """Every backend's dispatcher: what handlers ask and tell."""
 OUTPUTS = web.AppKey("outputs", OutputStore)
+"""Where result images go: a folder, or an S3-compatible bucket."""
+RESULT_FILES = web.AppKey("result_files", LocalOutputStore)
+"""The same store when it is a folder the gateway serves itself (absent with a bucket)."""
 KEYRING = web.AppKey("keyring", KeyRing)
 SETTINGS = web.AppKey("settings", Settings)
 HUB = web.AppKey("hub", Hub)

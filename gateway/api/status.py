@@ -25,18 +25,19 @@ async def status(request: web.Request) -> web.Response:
     return json_response(StatusOut(
         jobs=JobCountsOut(waiting=counts.waiting, running=counts.running, done_last_hour=counts.done_since,
                           failed_last_hour=counts.failed_since),
-        backend=_out(fleet.backend),
-        backends=[_out(backend) for backend in fleet.backends],
+        backend=_out(fleet.backend, fleet.weights[0]),
+        backends=[_out(backend, weight) for backend, weight in zip(fleet.backends, fleet.weights, strict=True)],
         estimates=EstimatesOut(job_seconds=None if job_seconds is None else round(job_seconds, 3),
                                wait_seconds=wait),
         managed_comfyui=supervisor.status if supervisor is not None else None,
     ))
 
 
-def _out(backend: Backend) -> BackendOut:
-    return BackendOut(url=backend.url, state=backend.state, message=backend.message, version=backend.version,
+def _out(backend: Backend, weight: float) -> BackendOut:
+    return BackendOut(name=backend.name, url=backend.url, reachable=backend.state != "unreachable",
+                      state=backend.state, message=backend.message, version=backend.version,
                       loaded_checkpoint=backend.loaded_checkpoint, model_swaps=backend.model_swaps,
-                      in_flight=backend.in_flight)
+                      in_flight=backend.in_flight, max_in_flight=backend.max_in_flight, weight=weight)
 
 
 def routes() -> list[web.RouteDef]:

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from gateway.api import idempotency, inputs
 from gateway.api.auth import GRANT
 from gateway.api.records import COVERS_PREFIX, job_record, preset_detail, preset_summary
-from gateway.api.state import FLEET, HUB, PRESETS, REGISTRY, SETTINGS, STORE
+from gateway.api.state import FLEET, HUB, OUTPUTS, PRESETS, REGISTRY, SETTINGS, STORE
 from gateway.api.validation import parse, read_json_object
 from gateway.choices import unknown_name
 from gateway.compiler import plan_jobs
@@ -93,11 +93,11 @@ async def generate(request: web.Request) -> web.Response:
     return json_response(answer, status=202)
 
 
-def _record_of(job: Job | None, job_id: str, *, queue_position: int | None = None,
+def _record_of(request: web.Request, job: Job | None, job_id: str, *, queue_position: int | None = None,
                progress: Progress | None = None) -> web.Response:
     if job is None:
         raise JobNotFound(f"no job with id '{job_id}'", job_id=job_id)
-    return json_response(job_record(job, queue_position=queue_position, progress=progress))
+    return json_response(job_record(job, urls=request.app[OUTPUTS], queue_position=queue_position, progress=progress))
 
 
 async def get_job(request: web.Request) -> web.Response:
@@ -105,15 +105,15 @@ async def get_job(request: web.Request) -> web.Response:
     store = request.app[STORE]
     job = await store.get(job_id)
     if job is None or job.gaze_status != "pending":
-        return _record_of(job, job_id, progress=request.app[HUB].progress(job_id))
+        return _record_of(request, job, job_id, progress=request.app[HUB].progress(job_id))
     position = (await store.queue_positions([job_id])).get(job_id)
-    return _record_of(job, job_id, queue_position=position)
+    return _record_of(request, job, job_id, queue_position=position)
 
 
 async def cancel_job(request: web.Request) -> web.Response:
     """Cancel a job (idempotent): waiting ones leave the queue, running ones are interrupted."""
     job_id = request.match_info["job_id"]
-    return _record_of(await request.app[FLEET].cancel(job_id), job_id)
+    return _record_of(request, await request.app[FLEET].cancel(job_id), job_id)
 
 
 async def interrupt_all(request: web.Request) -> web.Response:

@@ -38,8 +38,7 @@ class Feeding(DispatcherBase):
         same step. If another gateway claims the chosen job first, the choice is made again."""
         while True:
             window = await self._store.queue_window(SCHEDULING_WINDOW if self._fairness.max_skips else 1)
-            expected = expected_checkpoint(self._tracked.values(), self._loaded_checkpoint)
-            choice = choose(window, expected, self._clock(), self._fairness)
+            choice = choose(window, self.expected_checkpoint(), self._clock(), self._fairness)
             if choice is None:
                 return None
             job = await self._store.claim(choice.job.id, self._clock(), self._owner, passed=choice.passed)
@@ -49,6 +48,10 @@ class Feeding(DispatcherBase):
                 log.debug("job %s goes before %d waiting job(s): its checkpoint is loaded", job.id,
                           len(choice.passed), extra=about(job.id))
             return job
+
+    def expected_checkpoint(self) -> str | None:
+        """The checkpoint ComfyUI will have loaded once the prompts in flight are done."""
+        return expected_checkpoint(self._tracked.values(), self._loaded_checkpoint)
 
     async def _submit(self, job: Job) -> None:
         """Post a claimed job (stored as submitted: durable before the POST).

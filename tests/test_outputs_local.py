@@ -1,4 +1,4 @@
-"""Result files and their thumbnails, made on the first request and then kept on disk."""
+"""Result files in a folder, and their thumbnails: made on the first request, then kept on disk."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from gateway.atomic import write_new
-from gateway.outputs import THUMB_SIZE, OutputStore, is_image, thumb_path_of
+from gateway.outputs import thumb_name
+from gateway.outputs_local import LocalOutputStore
+from gateway.thumbnails import THUMB_SIZE, is_image
 from tests.images import image_bytes
 
 
@@ -32,16 +34,16 @@ def test_is_image(data: bytes, expected: bool) -> None:
     ("presets/sd15/gen_1_ab.jpg", "presets/sd15/gen_1_ab.webp"),
     ("presets/sd15/gen_1_ab.webp", "presets/sd15/gen_1_ab.webp"),
 ])
-def test_thumb_path_of(relative: str, thumb: str) -> None:
-    assert thumb_path_of(relative) == thumb
+def test_thumb_name(relative: str, thumb: str) -> None:
+    assert thumb_name(relative) == thumb
 
 
 async def test_a_thumbnail_is_made_on_its_first_request_then_served_from_disk(tmp_path: Path) -> None:
-    outputs = OutputStore(tmp_path / "uploads", thumbs=tmp_path / "thumbs")
+    outputs = LocalOutputStore(tmp_path / "uploads", thumbs=tmp_path / "thumbs")
     data = image_bytes("PNG", size=(640, 480))
     relative = await outputs.save("example_01", data, "ComfyUI_00001_.png")
     thumb = outputs.thumbnail(relative, data)
-    assert thumb == thumb_path_of(relative)
+    assert thumb == thumb_name(relative)
     assert not (tmp_path / "thumbs" / thumb).exists()  # nothing made while the job finishes
 
     await outputs.thumbnail_ready(thumb)
@@ -56,7 +58,7 @@ async def test_a_thumbnail_is_made_on_its_first_request_then_served_from_disk(tm
 
 
 async def test_concurrent_first_requests_make_one_thumbnail(tmp_path: Path) -> None:
-    outputs = OutputStore(tmp_path / "uploads", thumbs=tmp_path / "thumbs")
+    outputs = LocalOutputStore(tmp_path / "uploads", thumbs=tmp_path / "thumbs")
     data = image_bytes("JPEG", size=(400, 400))
     thumb = outputs.thumbnail(await outputs.save("example_01", data, "x.jpg"), data)
     assert thumb is not None
@@ -65,7 +67,7 @@ async def test_concurrent_first_requests_make_one_thumbnail(tmp_path: Path) -> N
 
 
 async def test_a_result_that_is_not_an_image_gets_no_thumbnail(tmp_path: Path) -> None:
-    outputs = OutputStore(tmp_path / "uploads", thumbs=tmp_path / "thumbs")
+    outputs = LocalOutputStore(tmp_path / "uploads", thumbs=tmp_path / "thumbs")
     data = b'{"a": "text output"}'
     relative = await outputs.save("example_01", data, "result.png")
     assert outputs.thumbnail(relative, data) is None
@@ -76,13 +78,13 @@ async def test_a_result_that_is_not_an_image_gets_no_thumbnail(tmp_path: Path) -
     "presets/example_01/.gen.webp", "presets/example_01/gen.png", "/etc/passwd.webp", "presets",
 ])
 async def test_a_thumbnail_path_that_names_no_result_makes_nothing(tmp_path: Path, thumb: str) -> None:
-    outputs = OutputStore(tmp_path / "uploads", thumbs=tmp_path / "thumbs")
+    outputs = LocalOutputStore(tmp_path / "uploads", thumbs=tmp_path / "thumbs")
     await outputs.thumbnail_ready(thumb)
     assert not (tmp_path / "thumbs").exists()
 
 
 async def test_a_corrupt_result_leaves_the_thumbnail_absent(tmp_path: Path) -> None:
-    outputs = OutputStore(tmp_path / "uploads", thumbs=tmp_path / "thumbs")
+    outputs = LocalOutputStore(tmp_path / "uploads", thumbs=tmp_path / "thumbs")
     data = image_bytes("PNG")[:40]  # the header of a PNG, then nothing
     thumb = outputs.thumbnail(await outputs.save("example_01", data, "x.png"), data)
     assert thumb is not None
