@@ -5,6 +5,8 @@ Modules, one job each (imports only go down this list):
     settings                all configuration, from the environment
     bindings, presets       where parameters go in a graph; loading presets.yaml + workflows
     editor, loras, choices  editor-format workflows converted; LoRA insertion; allowed names (pure)
+      editor_graph,           (the editor's graph read into nodes, links and slots; a node
+      editor_widgets          definition's widgets and their saved values)
     compiler, jobs          request -> prompts; the job state machine (pure)
     parameters              a preset's parameters described for clients (pure)
     comfy.protocol, keys    ComfyUI frames and answers parsed (pure); API key hashing (pure)
@@ -15,6 +17,8 @@ Modules, one job each (imports only go down this list):
                               thumbnail, saved and reference files;
       supervisor,             live events for watchers; ComfyUI as a child process (managed mode);
       preset_files            presets.yaml and workflows written atomically
+    dispatch.*              the dispatcher's parts: in-flight jobs and their rules (pure),
+                              results, settling, feeding, ComfyUI events, deadlines, lease, cancel
     dispatcher, check       feeds ComfyUI from the queue and settles jobs; `check` command
     preset_registry         the live preset set: loads, reloads on change, applies API edits
     delivery, retention     sends webhook deliveries from the outbox; removes old results

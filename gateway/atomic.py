@@ -21,7 +21,46 @@ def write_atomic(target: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fd = os.open(target.parent, os.O_RDONLY)
+    _sync_folder(target.parent)
+
+
+def write_new(target: Path, data: bytes) -> None:
+    """Create `target`, which must not exist, and flush it and its folder entry to disk.
+
+    For a file nobody can know the name of until the caller publishes it (a result's random name
+    stored with its job): no reader can see it being written, so the temporary name and the rename
+    of `write_atomic` are not needed, and the folder's flush finds the new entry already in the
+    journal commit of the file's own flush. Raises OSError (FileExistsError when the name is
+    taken, disk full) after removing what was written.
+    """
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:  # the folder's first file: the new folders are flushed too
+        created = []
+        for folder in target.parents:
+            if folder.exists():
+                break
+            created.append(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for folder in created:
+            _sync_folder(folder.parent)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    _sync_folder(target.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -57,8 +57,9 @@ class OutputStore(ResultUrls, Protocol):
         ...
 
     def thumbnail(self, relative_path: str, data: bytes) -> str | None:
-        """The name of the thumbnail of the result just saved at `relative_path` (made from `data`),
-        or None when it is not an image Pillow can read."""
+        """The name of the thumbnail of the result just saved at `relative_path` (`data`): one that
+        will be served, whether it is made now or on its first request; None when the result is
+        not an image."""
         ...
 
     async def close(self) -> None:

@@ -74,6 +74,8 @@ class PresetRegistry:
         self._fetched_at: float | None = None
         self._lock = asyncio.Lock()
         self._signature: object = None
+        self._named: tuple[object, set[str]] = (None, set())
+        """The files presets.yaml names, with the modification time and size it had when read."""
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -97,11 +99,16 @@ class PresetRegistry:
         self._signature = self._current_signature()
 
     def _current_signature(self) -> object:
-        try:
-            files = preset_files.referenced(read_specs(self.path))
-        except ConfigError:
-            files = set()
-        return preset_files.signature(self.path, files)
+        """Modification times and sizes of presets.yaml and the files it names. presets.yaml is
+        parsed again only when it changed: this runs every second."""
+        own = preset_files.signature(self.path, ())
+        if own != self._named[0]:
+            try:
+                files = preset_files.referenced(read_specs(self.path))
+            except ConfigError:
+                files = set()
+            self._named = (own, files)
+        return preset_files.signature(self.path, self._named[1])
 
     def load(self) -> None:
         """The startup load: raises ConfigError when presets.yaml or a workflow is wrong."""

@@ -7,6 +7,8 @@ import logging
 
 from PIL import Image, UnidentifiedImageError
 
+from gateway.refimages import sniff
+
 log = logging.getLogger(__name__)
 
 THUMB_SIZE = 320
@@ -25,6 +27,12 @@ def readable(data: bytes, name: str) -> bool:
     except UNREADABLE as exc:
         log.warning("no thumbnail for %s: %s", name, exc)
         return False
+
+
+def is_image(data: bytes) -> bool:
+    """Whether a file's first bytes are those of a PNG, JPEG, WebP or GIF image: cheaper than
+    `readable`, for a store that decodes the image later (on the thumbnail's first request)."""
+    return sniff(data) is not None or data[:6] in (b"GIF87a", b"GIF89a")
 
 
 def thumbnail(data: bytes) -> bytes:

@@ -15,23 +15,30 @@ LAYERS = {
     "gateway.errors": 1, "gateway.models": 1,
     "gateway.settings": 2, "gateway.bindings": 2, "gateway.presets": 2, "gateway.compiler": 2,
     "gateway.jobs": 2, "gateway.comfy.protocol": 2, "gateway.keys": 2, "gateway.backoff": 2,
-    "gateway.editor": 2, "gateway.atomic": 2, "gateway.loras": 2, "gateway.choices": 2,
+    "gateway.editor": 2, "gateway.editor_graph": 2, "gateway.editor_widgets": 2, "gateway.atomic": 2,
+    "gateway.loras": 2, "gateway.choices": 2,
     "gateway.parameters": 2, "gateway.webhooks": 2, "gateway.refimages": 2, "gateway.storage": 2,
-    "gateway.scheduling": 2, "gateway.logs": 2, "gateway.thumbnails": 2, "gateway.backends": 2, "gateway.metrics": 3,
+    "gateway.scheduling": 2, "gateway.logs": 2, "gateway.thumbnails": 2, "gateway.backends": 2,
+    "gateway.dispatch.inflight": 2, "gateway.metrics": 3,
     "gateway.comfy.client": 3, "gateway.store": 3, "gateway.store_pg": 3,
     # the parts of store_pg, each over the ones before it
     "gateway.store_pg_schema": 2.6, "gateway.store_pg_notify": 2.6, "gateway.store_pg_records": 2.7,
     "gateway.store_pg_queue": 2.8, "gateway.outputs": 3, "gateway.events": 3,
     "gateway.supervisor": 3, "gateway.preset_files": 3,
     "gateway.outputs_local": 3.5, "gateway.outputs_s3": 3.5,  # the two implementations of outputs.OutputStore
+    # the dispatcher's parts: results, then the shared base, then one part per concept over it
+    "gateway.dispatch.results": 3.5, "gateway.dispatch.base": 3.6, "gateway.dispatch.feeding": 3.8,
+    "gateway.dispatch.comfy_events": 3.8, "gateway.dispatch.deadlines": 3.8, "gateway.dispatch.lease": 3.8,
+    "gateway.dispatch.control": 3.8,
     "gateway.dispatcher": 4, "gateway.check": 4, "gateway.preset_registry": 4, "gateway.delivery": 4,
     "gateway.retention": 4, "gateway.fleet": 4.5,  # over one dispatcher per ComfyUI backend
     "gateway.app": 6, "gateway.__main__": 7,
 }
 PURE = {"gateway.errors", "gateway.models", "gateway.bindings", "gateway.compiler", "gateway.jobs",
-        "gateway.comfy.protocol", "gateway.keys", "gateway.backoff", "gateway.editor", "gateway.loras",
+        "gateway.comfy.protocol", "gateway.keys", "gateway.backoff", "gateway.editor", "gateway.editor_graph",
+        "gateway.editor_widgets", "gateway.loras",
         "gateway.choices", "gateway.parameters", "gateway.webhooks", "gateway.refimages", "gateway.storage",
-        "gateway.scheduling", "gateway.thumbnails"}
+        "gateway.scheduling", "gateway.thumbnails", "gateway.dispatch.inflight"}
 IO_LIBRARIES = {"aiohttp", "aiosqlite", "asyncpg", "httpx", "websockets", "sqlite3", "asyncio", "os"}
 SDK = "gateway.sdk"
 """The client: its own layer beside the service. It may use only the shared error and model

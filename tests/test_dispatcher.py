@@ -152,3 +152,26 @@ async def test_higher_priority_runs_first_whatever_the_checkpoint(
         await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=120)
     order = run_order([await store.get(j.id) for j in jobs])
     assert [jobs.index(next(j for j in jobs if j.id == done.id)) for done in order] == [2, 0, 3, 1]
+
+
+async def test_a_job_is_run_without_reading_it_back_from_the_store(
+    store: Store, dispatcher: Dispatcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher writes each state change from the job it claimed: the store is read for a
+    job only when a compare-and-set loses (a cancellation came in between)."""
+    jobs = jobs_for(3, seed=5)
+    await store.add_jobs(jobs)
+    reads: list[str] = []
+    get = store.get
+
+    async def counted(job_id: str) -> Job | None:
+        reads.append(job_id)
+        return await get(job_id)
+
+    monkeypatch.setattr(store, "get", counted)
+    await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=60)
+    monkeypatch.undo()
+    assert reads == []
+    for job in jobs:
+        done = await store.get(job.id)
+        assert done is not None and done.state is State.DONE and done.started_at is not None

@@ -68,6 +68,8 @@ async def test_a_saved_result_outlives_retention(gateway: Gateway) -> None:
     job = await done_job(gateway)
     _, saved = await save(gateway, {"job_id": job["id"], "label": "keep"})
     app = gateway.client.server.app
+    gallery = await (await gateway.client.get("/api/v1/images", headers=gateway.headers)).json()
+    assert (await gateway.client.get(gallery["images"][0]["thumb_url"])).status == 200  # the thumbnail is there
     swept = await sweep(outputs=app[OUTPUTS], references=app[REFERENCES], store=app[STORE], older_than_days=1,
                         now=time.time() + 2 * 86400)
     name = job["result"]["relative_path"].rsplit("/", 1)[1]

@@ -20,7 +20,7 @@ async def upload(request: web.Request) -> web.FileResponse:
 
 async def thumb(request: web.Request) -> web.FileResponse:
     outputs = request.app[RESULT_FILES]
-    await outputs.thumbnail_ready(request.match_info["path"])  # made just after its job finished
+    await outputs.thumbnail_ready(request.match_info["path"])  # made on its first request
     return _serve(request, outputs.thumbs)
 
 
