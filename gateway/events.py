@@ -82,7 +82,8 @@ class Subscription:
         if not self._buffer:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return None
         return self._buffer.popleft()

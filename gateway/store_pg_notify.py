@@ -161,10 +161,12 @@ class ChangeFeed:
         conn.add_termination_listener(lambda _conn: closed.set())
         while not conn.is_closed():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(closed.wait(), self._check_every)
+                async with asyncio.timeout(self._check_every):
+                    await closed.wait()
                 return
             try:
-                await asyncio.wait_for(conn.execute("SELECT 1"), self._check_every)
+                async with asyncio.timeout(self._check_every):
+                    await conn.execute("SELECT 1")
             except Exception:
                 return
             self._healthy_at = self._clock()

@@ -118,7 +118,8 @@ class Supervisor:
             self._set(self._status.state, f"stopping (SIGTERM, SIGKILL after {self._grace:g} s)")
             _signal_group(proc.pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), self._grace)
+                async with asyncio.timeout(self._grace):
+                    await proc.wait()
             except TimeoutError:
                 log.warning("ComfyUI did not stop within %g s of SIGTERM; sending SIGKILL", self._grace)
                 _signal_group(proc.pid, signal.SIGKILL)
@@ -181,7 +182,8 @@ class Supervisor:
             if await self._answers(session):
                 return time.monotonic()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), self._poll)
+                async with asyncio.timeout(self._poll):
+                    await proc.wait()
         return None
 
     async def _answers(self, session: aiohttp.ClientSession) -> bool:

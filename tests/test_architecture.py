@@ -131,3 +131,12 @@ def test_only_the_api_speaks_http_errors() -> None:
     for path in MODULES:
         if not module_name(path).startswith("gateway.api"):
             assert "web.HTTP" not in path.read_text(), module_name(path)
+
+
+def test_timeouts_use_asyncio_timeout_not_wait_for() -> None:
+    """On Python 3.11 `asyncio.wait_for` can swallow a cancellation that arrives as its awaitable
+    finishes, so a task being stopped runs on (and a shutdown waits forever)."""
+    for path in MODULES:
+        calls = [node for node in ast.walk(ast.parse(path.read_text()))
+                 if isinstance(node, ast.Attribute) and node.attr == "wait_for"]
+        assert not calls, f"{module_name(path)} line {calls[0].lineno}" if calls else ""
