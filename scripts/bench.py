@@ -3,7 +3,8 @@
 are measured side by side in one run. Against the fake ComfyUI by default (quick), or a real one
 with --comfyui-url.
 
-    .venv/bin/python scripts/bench.py overhead [--comfyui-url URL] [--n 200] [--graph noise|sd15|both] [--profile FILE]
+    .venv/bin/python scripts/bench.py overhead [--comfyui-url URL] [--n 200] [--graph noise|sd15|both] [--steps N]
+                                               [--profile FILE]
     .venv/bin/python scripts/bench.py api      [--jobs 100000] [--connections 50] [--duration 10] [--client wrk|python]
     .venv/bin/python scripts/bench.py memory   [--jobs 100000] [--streams 1000]
     .venv/bin/python scripts/bench.py latency  [--comfyui-url URL] [--n 100] [--size 1024]
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import re
 import resource
@@ -79,10 +81,12 @@ from gateway.presets import load_presets
 GRAPHS = {"noise": "example_01", "sd15": "sd15"}
 
 
-def graph_body(graph: str, checkpoint: str, size: int) -> dict[str, Any]:
+def graph_body(graph: str, checkpoint: str, size: int, steps: int | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"width": size, "height": size}
     if graph == "sd15":
         body["checkpoint"] = checkpoint
+        if steps is not None:
+            body["steps"] = steps
     return body
 
 
@@ -197,7 +201,7 @@ async def overhead(args: argparse.Namespace) -> None:
     graphs = ["noise", "sd15"] if args.graph == "both" else [args.graph]
     for graph in graphs:
         slug = GRAPHS[graph]
-        body = graph_body(graph, args.checkpoint, args.size)
+        body = graph_body(graph, args.checkpoint, args.size, args.steps)
         delay = args.fake_job_seconds if graph == "noise" else args.fake_job_seconds_sd15
         with workdir(args.keep) as work:
             async with comfyui(args.comfyui_url, workdir=work, job_delay=delay) as comfy, session() as http:
@@ -400,12 +404,63 @@ def _peak_mb(pid: int) -> float:
 
 # --- latency ---------------------------------------------------------------------------------
 
+def _write_flushed(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+async def direct_finish(http: aiohttp.ClientSession, comfy: str, prompts: list[dict[str, Any]],
+                        folder: Path) -> dict[str, float]:
+    """The same end of prompt -> image on disk, done by a minimal client straight against ComfyUI:
+    one prompt at a time, its image named by the `executed` message, fetched from `/view` when
+    `executing: null` arrives, written and flushed. Returns when each was on disk, by prompt id."""
+    client_id = uuid.uuid4().hex
+    finished: dict[str, float] = {}
+    ws_url = comfy.replace("http", "ws", 1) + "/ws"
+    async with http.ws_connect(ws_url, params={"clientId": client_id}, max_msg_size=0) as ws:
+        for prompt in prompts:
+            prompt_id = str(uuid.uuid4())
+            body = {"prompt": prompt, "client_id": client_id, "prompt_id": prompt_id}
+            async with http.post(f"{comfy}/prompt", json=body) as resp:
+                if resp.status != 200:
+                    raise RuntimeError(f"ComfyUI refused a prompt: {await resp.text()}")
+            images: list[dict[str, str]] = []
+            async for msg in ws:
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                message = json.loads(msg.data)
+                data = message.get("data") or {}
+                if data.get("prompt_id") != prompt_id:
+                    continue
+                if message.get("type") == "executed":
+                    images += (data.get("output") or {}).get("images", [])
+                elif message.get("type") == "executing" and data.get("node") is None:
+                    break
+            image = images[0]
+            query = {"filename": image["filename"], "subfolder": image.get("subfolder", ""), "type": image["type"]}
+            async with http.get(f"{comfy}/view", params=query) as resp:
+                data_bytes = await resp.read()
+            await asyncio.to_thread(_write_flushed, folder / f"{prompt_id}.png", data_bytes)
+            finished[prompt_id] = time.time()
+    return finished
+
+
 async def latency(args: argparse.Namespace) -> None:
     with workdir(args.keep) as work:
         async with comfyui(args.comfyui_url, workdir=work, job_delay=0.1) as comfy, session() as http, \
                 gateway(comfy, work / "data") as gw:
             body = {"width": args.size, "height": args.size}
             seed = random.randrange(2**40)
+            preset = load_presets(ROOT / "presets.yaml")["example_01"]
+            request = GenerateRequest(**body, count=1)
+            prompts = [compile_prompt(preset, plan_jobs(preset, request, seed + 10**6 + i)[0], str(uuid.uuid4()))
+                       for i in range(args.n + 2)]
+            direct_done = await direct_finish(http, comfy, prompts, work / "direct")
+            direct_times = await comfy_times(http, comfy, list(direct_done))
+            direct = [direct_done[p] - direct_times[p][1] for p in list(direct_done)[2:] if p in direct_times]
             seen: dict[str, float] = {}
             late = 0
             last: dict[str, Any] = {}
@@ -428,12 +483,12 @@ async def latency(args: argparse.Namespace) -> None:
             samples = [seen[j] - times[j][1] for j in seen if j in times]
             async with http.get(gw.url + last["result"]["image_url"]) as resp:
                 png = len(await resp.read())
-        med, p95, p99, worst = summary(samples)
         where = "real ComfyUI " + comfy if args.comfyui_url else "fake ComfyUI"
-        table(f"latency: ComfyUI's end of prompt -> job reads done (example_01 {args.size}x{args.size}, "
+        table(f"latency: ComfyUI's end of prompt -> image on disk (example_01 {args.size}x{args.size}, "
               f"PNG of {png / 1e6:.2f} MB) on {where}",
-              ("samples", "median ms", "p95 ms", "p99 ms", "max ms", "skipped (late stream)"),
-              [(len(samples), med, p95, p99, worst, late)])
+              ("run", "samples", "median ms", "p95 ms", "p99 ms", "max ms", "skipped (late stream)"),
+              [("direct client: image written", len(direct), *summary(direct), ""),
+               ("gateway: job reads done", len(samples), *summary(samples), late)])
 
 
 # --- sse -------------------------------------------------------------------------------------
@@ -552,6 +607,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--graph", choices=("noise", "sd15", "both"), default="both")
     p.add_argument("--size", type=int, default=64)
+    p.add_argument("--steps", type=int, help="sampler steps of the sd15 graph (default: the preset's, 20)")
     p.add_argument("--fake-job-seconds", type=float, default=0.015, help="fake ComfyUI: time of a noise job")
     p.add_argument("--fake-job-seconds-sd15", type=float, default=0.7, help="fake ComfyUI: time of an sd15 job")
     p.add_argument("--profile", type=Path, help="run the gateway under py-spy; collapsed stacks go here")

@@ -154,7 +154,9 @@ def places_overtaken(records: list[dict[str, Any]]) -> list[int]:
 
 async def one_run(args: argparse.Namespace, url: str, label: str, max_skips: int) -> Run:
     first, second = args.checkpoints
-    size = {"width": args.size, "height": args.size}
+    size: dict[str, int] = {"width": args.size, "height": args.size}
+    if args.steps is not None:
+        size["steps"] = args.steps
     with tempfile.TemporaryDirectory(prefix="bench-affinity-") as data:
         settings = Settings(comfyui_url=url, data_dir=Path(data), presets_path=ROOT / "presets.yaml", api_key=KEY,
                             max_in_flight=args.in_flight, max_queued=args.jobs + 10, job_timeout=600.0,
@@ -222,6 +224,7 @@ def parse_args() -> argparse.Namespace:
                         metavar=("A", "B"))
     parser.add_argument("--jobs", type=int, default=40)
     parser.add_argument("--size", type=int, default=64, help="width and height (default 64)")
+    parser.add_argument("--steps", type=int, help="sampler steps (default: the sd15 preset's, 20)")
     parser.add_argument("--in-flight", type=int, default=2, help="GATEWAY_MAX_IN_FLIGHT (default 2)")
     parser.add_argument("--max-skips", type=int, default=8, help="GATEWAY_AFFINITY_MAX_SKIPS of the affinity run")
     parser.add_argument("--max-wait", type=float, default=60.0, help="GATEWAY_AFFINITY_MAX_WAIT")
