@@ -26,16 +26,13 @@ class Gallery(Connected):
     async def images(self, *, limit: int, offset: int, preset: str | None = None) -> tuple[list[ImageRow], int]:
         """Result images, newest first, and how many there are in all."""
         where, args = ("WHERE i.preset = ?", (preset,)) if preset is not None else ("", ())
-        async with self._db.execute(f"SELECT count(*) FROM images i {where}", args) as cur:
-            row = await cur.fetchone()
+        row = await self._row(f"SELECT count(*) FROM images i {where}", args)
         total = int(row[0]) if row else 0
         columns = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
-        async with self._db.execute(
+        rows = await self._rows(
             f"SELECT i.id, i.relative_path, i.thumb_path, i.created_at, {columns} FROM images i "
             f"JOIN jobs j ON j.id = i.job_id {where} ORDER BY i.seq DESC LIMIT ? OFFSET ?",
-            (*args, limit, offset),
-        ) as cur:
-            rows = await cur.fetchall()
+            (*args, limit, offset))
         found = []
         for r in rows:
             job = job_from_row(r[4:])
@@ -51,10 +48,7 @@ class Gallery(Connected):
             )
 
     async def get_saved(self, saved_id: str) -> SavedRow | None:
-        async with self._db.execute(
-            "SELECT id, label, job_id, relative_path, created_at FROM saved WHERE id=?", (saved_id,)
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._row("SELECT id, label, job_id, relative_path, created_at FROM saved WHERE id=?", (saved_id,))
         return SavedRow(*row) if row else None
 
     async def list_saved(self, limit: int, offset: int) -> tuple[list[SavedRow], int]:
@@ -64,8 +58,7 @@ class Gallery(Connected):
             (limit, offset),
         ) as cur:
             rows = [SavedRow(*r) for r in await cur.fetchall()]
-        async with self._db.execute("SELECT count(*) FROM saved") as cur:
-            total = await cur.fetchone()
+        total = await self._row("SELECT count(*) FROM saved")
         return rows, int(total[0]) if total else 0
 
     async def delete_saved(self, saved_id: str) -> SavedRow | None:

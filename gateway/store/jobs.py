@@ -99,21 +99,16 @@ class Jobs(Connected):
             await w.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_ready_check', datetime())")
 
     async def get(self, job_id: str) -> Job | None:
-        async with self._db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)) as cur:
-            row = await cur.fetchone()
+        row = await self._point_read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,))
         return job_from_row(row) if row else None
 
     async def counts(self, since: float) -> JobCounts:
         """Jobs waiting and running now, and done and failed since `since`."""
-        async with self._db.execute(
+        live = await self._row(
             "SELECT sum(state IN ('queued', 'submitted')), sum(state = 'running') FROM jobs "
-            "WHERE state IN ('queued', 'submitted', 'running')"
-        ) as cur:
-            live = await cur.fetchone()
-        async with self._db.execute(
-            "SELECT sum(state = 'done'), sum(state = 'failed') FROM jobs WHERE finished_at >= ?", (since,)
-        ) as cur:
-            finished = await cur.fetchone()
+            "WHERE state IN ('queued', 'submitted', 'running')")
+        finished = await self._row(
+            "SELECT sum(state = 'done'), sum(state = 'failed') FROM jobs WHERE finished_at >= ?", (since,))
         a, b = (live[0], live[1]) if live else (0, 0)
         c, d = (finished[0], finished[1]) if finished else (0, 0)
         return JobCounts(int(a or 0), int(b or 0), int(c or 0), int(d or 0))
@@ -130,16 +125,13 @@ class Jobs(Connected):
         """A value stored once and kept: the first caller's `default` wins for good."""
         async with self._write() as w:
             await w.db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (key, default))
-        async with self._db.execute("SELECT value FROM meta WHERE key=?", (key,)) as cur:
-            row = await cur.fetchone()
+        row = await self._row("SELECT value FROM meta WHERE key=?", (key,))
         return str(row[0]) if row else default
 
     async def live_references(self) -> set[str]:
         """Reference image names that jobs not yet finished still need."""
-        async with self._db.execute(
-            "SELECT refs FROM jobs WHERE state IN ('queued', 'submitted', 'running') AND refs != '[]'"
-        ) as cur:
-            rows = await cur.fetchall()
+        rows = await self._rows(
+            "SELECT refs FROM jobs WHERE state IN ('queued', 'submitted', 'running') AND refs != '[]'")
         return {str(name) for row in rows for name in json.loads(row[0])}
 
 

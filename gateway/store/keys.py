@@ -15,10 +15,8 @@ class Keys(Connected):
             )
 
     async def list_keys(self) -> list[ApiKeyRow]:
-        async with self._db.execute(
-            "SELECT id, name, hash, created_at, revoked_at, max_priority FROM api_keys ORDER BY created_at"
-        ) as cur:
-            rows = await cur.fetchall()
+        rows = await self._rows(
+            "SELECT id, name, hash, created_at, revoked_at, max_priority FROM api_keys ORDER BY created_at")
         return [ApiKeyRow(*r) for r in rows]
 
     async def revoke_key(self, id_or_name: str, at: float) -> int:
@@ -32,6 +30,5 @@ class Keys(Connected):
 
     async def active_keys(self) -> dict[str, int | None]:
         """Digests of the keys not revoked, each with its maximum priority (None: the default)."""
-        async with self._db.execute("SELECT hash, max_priority FROM api_keys WHERE revoked_at IS NULL") as cur:
-            rows = await cur.fetchall()
+        rows = await self._rows("SELECT hash, max_priority FROM api_keys WHERE revoked_at IS NULL")
         return {str(r[0]): r[1] for r in rows}

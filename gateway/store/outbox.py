@@ -49,8 +49,7 @@ class Outbox(Connected):
 
     async def next_delivery_at(self) -> float | None:
         """When the earliest pending delivery is due (None: none is pending)."""
-        async with self._db.execute("SELECT min(next_attempt_at) FROM webhook_outbox WHERE state='pending'") as cur:
-            row = await cur.fetchone()
+        row = await self._row("SELECT min(next_attempt_at) FROM webhook_outbox WHERE state='pending'")
         return float(row[0]) if row and row[0] is not None else None
 
     async def record_attempt(self, attempt: Attempt, *, delivered: bool, retry_at: float | None) -> None:

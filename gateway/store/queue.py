@@ -28,19 +28,14 @@ from gateway.store.outbox import enqueue
 class Queue(Connected):
     async def next_queued(self) -> Job | None:
         """The first job of the gateway's queue in base order (priority, then first come)."""
-        async with self._db.execute(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' {QUEUE_ORDER} LIMIT 1"
-        ) as cur:
-            row = await cur.fetchone()
+        row = await self._row(f"SELECT {JOB_COLUMNS} FROM jobs WHERE state='queued' {QUEUE_ORDER} LIMIT 1")
         return job_from_row(row) if row else None
 
     async def queue_window(self, limit: int) -> list[Candidate]:
         """The first `limit` waiting jobs in base order, as much as the scheduler needs of them."""
-        async with self._db.execute(
+        rows = await self._rows(
             "SELECT id, priority, json_extract(params, '$.checkpoint'), overtaken, passed_at FROM jobs "
-            f"WHERE state='queued' {QUEUE_ORDER} LIMIT ?", (limit,)
-        ) as cur:
-            rows = await cur.fetchall()
+            f"WHERE state='queued' {QUEUE_ORDER} LIMIT ?", (limit,))
         return [candidate_from_row(r) for r in rows]
 
     async def mark_passed(self, job_ids: Sequence[str], at: float) -> None:
@@ -97,19 +92,15 @@ class Queue(Connected):
         """Jobs the store believes ComfyUI has (submitted or running), oldest first; with `owner`,
         only that owner's."""
         states = tuple(s.value for s in IN_COMFY)
-        async with self._db.execute(
+        rows = await self._rows(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE state IN (?, ?) AND (? IS NULL OR owner = ?) ORDER BY seq",
-            (*states, owner, owner),
-        ) as cur:
-            rows = await cur.fetchall()
+            (*states, owner, owner))
         return [job_from_row(r) for r in rows]
 
     async def live_counts(self) -> dict[State, int]:
         """Jobs in each live state (queued, submitted, running); the `jobs_state` index answers it."""
-        async with self._db.execute(
-            "SELECT state, count(*) FROM jobs WHERE state IN ('queued', 'submitted', 'running') GROUP BY state"
-        ) as cur:
-            rows = await cur.fetchall()
+        rows = await self._rows(
+            "SELECT state, count(*) FROM jobs WHERE state IN ('queued', 'submitted', 'running') GROUP BY state")
         return {State(r[0]): int(r[1]) for r in rows}
 
     async def count_queued(self) -> int:
@@ -121,11 +112,9 @@ class Queue(Connected):
         if not job_ids:
             return {}
         marks = ", ".join("?" * len(job_ids))
-        async with self._db.execute(
+        wanted = await self._rows(
             f"SELECT id, seq, state, priority FROM jobs WHERE id IN ({marks}) AND state IN ('queued', 'submitted')",
-            tuple(job_ids),
-        ) as cur:
-            wanted = await cur.fetchall()
+            tuple(job_ids))
         positions = {}
         for job_id, seq, state, priority in wanted:
             args: tuple[Any, ...]
@@ -135,8 +124,7 @@ class Queue(Connected):
                 sql = ("SELECT (SELECT count(*) FROM jobs WHERE state='submitted') + (SELECT count(*) FROM jobs "
                        "WHERE state='queued' AND (priority > ? OR (priority = ? AND seq <= ?)))")
                 args = (priority, priority, seq)
-            async with self._db.execute(sql, args) as cur:
-                row = await cur.fetchone()
+            row = await self._row(sql, args)
             positions[str(job_id)] = int(row[0]) if row else 1
         return positions
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import aiosqlite
@@ -162,6 +163,16 @@ async def connect(path: Path) -> aiosqlite.Connection:
         await db.close()
         raise
     return db
+
+
+def open_reader(path: Path) -> sqlite3.Connection:
+    """A read-only connection to the database at `path` (opened by `connect` first), for point
+    reads on the event loop's thread. It never waits for a lock (`timeout=0`): a read that would
+    is handed to the main connection instead."""
+    reader = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=0, isolation_level=None,
+                             check_same_thread=False)
+    reader.execute("PRAGMA query_only=ON")
+    return reader
 
 
 async def migrate(db: aiosqlite.Connection) -> None:
