@@ -128,6 +128,7 @@ def create_app(settings: Settings, *, presets: dict[str, Preset] | None = None) 
                     lease=settings.replica_lease,
                     fairness=Fairness(max_skips=settings.affinity_max_skips, max_wait=settings.affinity_max_wait),
                     lost_after=settings.backend_lost_after if several else None,
+                    on_result=app[METRICS].result_seconds.observe,
                 )
                 for spec in specs
             ]

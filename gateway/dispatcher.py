@@ -86,8 +86,10 @@ class Dispatcher(Feeding, EventHandling, Deadlines, Lease, Control):
         hub: Hub | None = None, preview_method: str | None = None, clock: Callable[[], float] = time.time,
         references: ReferenceStore | None = None, lease: float = 30.0,
         fairness: Fairness = FIRST_COME, owner: str | None = None, lost_after: float | None = None,
-        name: str | None = None,
+        name: str | None = None, on_result: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_result` is told, for each job done, the seconds from ComfyUI's end of its prompt
+        to the job stored as done (its images downloaded and written)."""
         self.name = name or client.base_url
         self._lease = lease
         self._owner = owner or client.client_id
@@ -107,6 +109,7 @@ class Dispatcher(Feeding, EventHandling, Deadlines, Lease, Control):
         self._stale_after = stale_after
         self._fairness = fairness
         self._clock = clock
+        self._on_result = on_result
         self._hub = hub if hub is not None else Hub()
         self._extra_data = {"preview_method": preview_method} if preview_method else None
         self._tracked: dict[str, Tracked] = {}

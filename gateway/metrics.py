@@ -21,6 +21,7 @@ LIVE_STATES = (State.QUEUED, State.SUBMITTED, State.RUNNING)
 WEBHOOK_OUTCOMES = ("delivered", "retrying", "gave_up")
 
 _RUN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+_RESULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 1800.0, 3600.0)
 
 
@@ -71,6 +72,11 @@ class Metrics:
         self.queue_wait = Histogram(
             "gateway_queue_wait_seconds", "Time from a job's acceptance to its start in ComfyUI.",
             buckets=_WAIT_BUCKETS, registry=self.registry)
+        self.result_seconds = Histogram(
+            "gateway_result_seconds",
+            "From ComfyUI's end of a prompt (`executing: null` received) to its job stored as done: "
+            "images downloaded, written and recorded.",
+            buckets=_RESULT_BUCKETS, registry=self.registry)
         for state in (State.DONE, State.FAILED):
             self.jobs_finished.labels(state=state.value)
         for outcome in WEBHOOK_OUTCOMES:

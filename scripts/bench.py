@@ -404,6 +404,17 @@ def _peak_mb(pid: int) -> float:
 
 # --- latency ---------------------------------------------------------------------------------
 
+RESULT_BOUNDS = ("0.01", "0.025", "0.05", "0.1")
+
+
+def result_buckets(exposition: str) -> dict[str, float]:
+    """Cumulative counts of the gateway_result_seconds histogram, by bucket bound."""
+    found = {}
+    for match in re.finditer(r'^gateway_result_seconds_bucket\{le="([^"]+)"\} (\S+)$', exposition, re.M):
+        found[match.group(1)] = float(match.group(2))
+    return found
+
+
 def _write_flushed(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as fh:
@@ -481,6 +492,8 @@ async def latency(args: argparse.Namespace) -> None:
                         break
             times = await comfy_times(http, comfy, list(seen))
             samples = [seen[j] - times[j][1] for j in seen if j in times]
+            async with http.get(f"{gw.url}/metrics") as resp:
+                handled = result_buckets(await resp.text())
             async with http.get(gw.url + last["result"]["image_url"]) as resp:
                 png = len(await resp.read())
         where = "real ComfyUI " + comfy if args.comfyui_url else "fake ComfyUI"
@@ -489,6 +502,11 @@ async def latency(args: argparse.Namespace) -> None:
               ("run", "samples", "median ms", "p95 ms", "p99 ms", "max ms", "skipped (late stream)"),
               [("direct client: image written", len(direct), *summary(direct), ""),
                ("gateway: job reads done", len(samples), *summary(samples), late)])
+        total = handled.get("+Inf", 0.0)
+        table("the gateway's own part: `executing: null` received -> job stored as done "
+              "(its gateway_result_seconds histogram, all jobs)",
+              ("jobs", *(f"<= {float(le) * 1000:g} ms" for le in RESULT_BOUNDS)),
+              [(int(total), *(f"{100 * handled.get(le, 0.0) / total:.1f}%" if total else "-" for le in RESULT_BOUNDS))])
 
 
 # --- sse -------------------------------------------------------------------------------------

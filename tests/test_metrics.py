@@ -89,6 +89,8 @@ async def test_the_metrics_route_needs_no_key_and_counts_routes_not_paths(gatewa
     assert found[("gateway_jobs_finished_total", (("state", "done"),))] == 1
     assert found[("gateway_job_duration_seconds_count", ())] == 1
     assert found[("gateway_queue_wait_seconds_count", ())] == 1
+    assert found[("gateway_result_seconds_count", ())] == 1  # end of prompt -> done, once per done job
+    assert 0 < found[("gateway_result_seconds_sum", ())] < 30
     assert found[("gateway_comfyui_up", ())] == 1
     assert found[("gateway_jobs", (("state", "queued"),))] == 0
 

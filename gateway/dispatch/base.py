@@ -54,6 +54,7 @@ class DispatcherBase:
     _model_swaps: int
     _last_error: str | None
     _durations: deque[float]
+    _on_result: Callable[[float], None] | None
 
     def wake(self) -> None:
         """New jobs are queued (or a slot freed): look at the queue again."""
@@ -141,6 +142,8 @@ class DispatcherBase:
             self._durations.append(finished_at - tracked.started_at)
         self._last_error = None
         await self._update(job_id, Complete(finished_at, stored), finished=True)
+        if self._on_result is not None and tracked.ended_at is not None:
+            self._on_result(max(self._clock() - tracked.ended_at, 0.0))
         log.debug("job %s done", job_id, extra=about(job_id))
 
     # --- ComfyUI and the store ----------------------------------------------------------------

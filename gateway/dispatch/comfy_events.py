@@ -82,6 +82,7 @@ class EventHandling(DispatcherBase):
                 await self._fail(pid, "interrupted in ComfyUI")
             case protocol.Finished(prompt_id=pid) if pid in self._tracked:
                 tracked = self._tracked[pid]
+                tracked.ended_at = self._clock()
                 if self._running == pid:
                     self._running = None
                 if tracked.seen_start:

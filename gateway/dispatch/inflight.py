@@ -35,6 +35,8 @@ class Tracked:
     """When an event for this job last came (or it was last checked)."""
     node: str | None = None
     """The node ComfyUI is executing for this job, while it runs."""
+    ended_at: float | None = None
+    """When ComfyUI's end of the prompt (`executing: null`) came."""
 
     @property
     def job_id(self) -> str:
