@@ -112,19 +112,26 @@ def run_order(stored: list[Job | None]) -> list[Job]:
 
 
 @pytest.mark.timeout(150)  # a real ComfyUI on a busy CPU: its sd15 jobs take seconds each
+async def run_all(store: Store, comfy: Comfy, tmp_path: Path, jobs: list[Job], *, max_in_flight: int,
+                  max_skips: int) -> tuple[list[Job], Dispatcher]:
+    """Run the stored `jobs` to the end with affinity bounded by `max_skips`: the jobs in the order
+    they ran, and the dispatcher that ran them."""
+    async with aiohttp.ClientSession() as session:
+        client = ComfyClient(base_url=comfy.url, session=session, client_id=f"test-{time.monotonic_ns()}")
+        dispatcher = Dispatcher(store=store, client=client, outputs=LocalOutputStore(tmp_path / "uploads"),
+                                presets=lambda: PRESETS, max_in_flight=max_in_flight,
+                                fairness=Fairness(max_skips=max_skips, max_wait=3600.0))
+        await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=120)
+    return run_order([await store.get(j.id) for j in jobs]), dispatcher
+
+
 async def test_affinity_batches_jobs_by_checkpoint_within_the_bound(
     store: Store, comfy: Comfy, tmp_path: Path
 ) -> None:
     a, b = await two_checkpoints(comfy)
     jobs = sd15_jobs([a, b] * 4)
     await store.add_jobs(jobs)
-    async with aiohttp.ClientSession() as session:
-        client = ComfyClient(base_url=comfy.url, session=session, client_id=f"test-{time.monotonic_ns()}")
-        dispatcher = Dispatcher(store=store, client=client, outputs=LocalOutputStore(tmp_path / "uploads"),
-                                presets=lambda: PRESETS, max_in_flight=2,
-                                fairness=Fairness(max_skips=2, max_wait=3600.0))
-        await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=120)
-    order = run_order([await store.get(j.id) for j in jobs])
+    order, dispatcher = await run_all(store, comfy, tmp_path, jobs, max_in_flight=2, max_skips=2)
     arrival = [j.id for j in jobs]
     overtaken = [sum(1 for later in order[:i] if arrival.index(later.id) > arrival.index(job.id))
                  for i, job in enumerate(order)]
@@ -144,13 +151,7 @@ async def test_higher_priority_runs_first_whatever_the_checkpoint(
     a, b = await two_checkpoints(comfy)
     jobs = sd15_jobs([a, a, b, a], priorities=[0, -2, 5, 0])
     await store.add_jobs(jobs)
-    async with aiohttp.ClientSession() as session:
-        client = ComfyClient(base_url=comfy.url, session=session, client_id=f"test-{time.monotonic_ns()}")
-        dispatcher = Dispatcher(store=store, client=client, outputs=LocalOutputStore(tmp_path / "uploads"),
-                                presets=lambda: PRESETS, max_in_flight=1,
-                                fairness=Fairness(max_skips=3, max_wait=3600.0))
-        await asyncio.wait_for(dispatcher.run(until_idle=True), timeout=120)
-    order = run_order([await store.get(j.id) for j in jobs])
+    order, _ = await run_all(store, comfy, tmp_path, jobs, max_in_flight=1, max_skips=3)
     assert [jobs.index(next(j for j in jobs if j.id == done.id)) for done in order] == [2, 0, 3, 1]
 
 
